@@ -1,0 +1,46 @@
+# The two commands: `make run` and `make test`. Everything else is optional.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   ?= var/demo
+SEEDS  ?= 100000
+
+.PHONY: run test bench lint sim proto clean help
+
+help:
+	@echo "make run    - set up and run the local demo (see README)"
+	@echo "make test   - set up and run the whole test suite"
+	@echo "make bench  - run the benchmarks (machine-readable JSON lines)"
+	@echo "make lint   - ruff + mypy"
+	@echo "make sim    - long consensus simulation campaign (SEEDS=$(SEEDS))"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/shadowledger demo --data $(DATA)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ledger consensus node tests bench
+	$(VENV)/bin/mypy
+
+sim: $(STAMP)
+	$(PY) -m consensus.sim --seeds $(SEEDS)
+
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. proto/*.proto
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

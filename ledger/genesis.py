@@ -1,0 +1,161 @@
+"""The genesis document: the only thing an auditor has to trust.
+
+It names the network (the checkpoint origin), the validators (signed-note keys, with
+voting power) and each agency's record-signing keys. Its SHA-256 over the exact file
+bytes is the ``prev_hash`` of block 1, so every block chains back to it.
+
+Format: UTF-8 JSON, written canonically (sorted keys, no spaces) by ``to_bytes``:
+    {"format": "shadowledger/genesis/v1", "network": ORIGIN,
+     "validators": [{"vkey": VKEY, "power": INT}, ...],
+     "agencies": [{"name": NAME, "record_keys": [VKEY, ...]}, ...],
+     "witnesses": [VKEY, ...], "time_ms": INT}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger.checkpoint import quorum_threshold
+from ledger.errors import FormatError
+from ledger.keys import VerifierKey
+from ledger.records import Keyring
+
+FORMAT = "shadowledger/genesis/v1"
+MAX_GENESIS_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Validator:
+    key: VerifierKey
+    power: int = 1
+
+
+@dataclass(frozen=True)
+class Agency:
+    name: str
+    record_keys: tuple[VerifierKey, ...]
+
+
+@dataclass(frozen=True)
+class Genesis:
+    network: str
+    validators: tuple[Validator, ...]
+    agencies: tuple[Agency, ...]
+    witnesses: tuple[VerifierKey, ...] = ()
+    time_ms: int = 0
+
+    @property
+    def validator_keys(self) -> list[VerifierKey]:
+        return [v.key for v in self.validators]
+
+    @property
+    def threshold(self) -> int:
+        """Signatures a checkpoint needs: 2f+1 of n = 3f+1 validators."""
+        return quorum_threshold(len(self.validators))
+
+    def keyring(self) -> Keyring:
+        return Keyring(k for a in self.agencies for k in a.record_keys)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "network": self.network,
+            "validators": [{"vkey": v.key.to_vkey(), "power": v.power} for v in self.validators],
+            "agencies": [
+                {"name": a.name, "record_keys": [k.to_vkey() for k in a.record_keys]}
+                for a in self.agencies
+            ],
+            "witnesses": [w.to_vkey() for w in self.witnesses],
+            "time_ms": self.time_ms,
+        }
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_json(), sort_keys=True, indent=1) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Genesis:
+        if len(data) > MAX_GENESIS_BYTES:
+            raise FormatError(f"genesis is {len(data)} bytes, over {MAX_GENESIS_BYTES}")
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != FORMAT:
+                raise FormatError(f"genesis format is {doc.get('format')!r}, want {FORMAT!r}")
+            genesis = cls(
+                network=str(doc["network"]),
+                validators=tuple(
+                    Validator(VerifierKey.from_vkey(v["vkey"]), int(v.get("power", 1)))
+                    for v in doc["validators"]
+                ),
+                agencies=tuple(
+                    Agency(a["name"], tuple(VerifierKey.from_vkey(k) for k in a["record_keys"]))
+                    for a in doc["agencies"]
+                ),
+                witnesses=tuple(VerifierKey.from_vkey(w) for w in doc.get("witnesses", [])),
+                time_ms=int(doc.get("time_ms", 0)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FormatError(f"genesis is not a valid {FORMAT} document: {exc}") from exc
+        genesis.check()
+        return genesis
+
+    def check(self) -> None:
+        if not self.validators:
+            raise FormatError("genesis names no validators")
+        if len({v.key.key_hash for v in self.validators}) != len(self.validators):
+            raise FormatError("genesis lists a validator key twice")
+        if any(v.power <= 0 for v in self.validators):
+            raise FormatError("every validator's power must be positive")
+        for agency in self.agencies:
+            for key in agency.record_keys:
+                if key.name != agency.name:
+                    raise FormatError(f"record key {key.name} is listed under {agency.name}")
+
+
+def genesis_hash(data: bytes) -> bytes:
+    """``prev_hash`` of block 1: SHA-256 of the exact genesis file bytes."""
+    return hashlib.sha256(data).digest()
+
+
+@dataclass(frozen=True)
+class TrustRoot:
+    """What an offline verifier trusts: a genesis, or a bare list of validator vkeys."""
+
+    validators: tuple[VerifierKey, ...]
+    threshold: int
+    network: str | None = None
+    keyring: Keyring | None = None
+    genesis_hash: bytes | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrustRoot:
+        data = Path(path).read_bytes()
+        if data.lstrip().startswith(b"{"):
+            genesis = Genesis.from_bytes(data)
+            return cls(
+                tuple(genesis.validator_keys),
+                genesis.threshold,
+                genesis.network,
+                genesis.keyring(),
+                genesis_hash(data),
+            )
+        return cls.from_vkeys(data)
+
+    @classmethod
+    def from_vkeys(cls, data: bytes) -> TrustRoot:
+        """One validator vkey per line; blank lines and '#' comments are ignored."""
+        try:
+            lines = data.decode().splitlines()
+        except UnicodeDecodeError as exc:
+            raise FormatError("trust file is neither a genesis nor UTF-8 vkey lines") from exc
+        keys = tuple(
+            VerifierKey.from_vkey(line.strip())
+            for line in lines
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+        if not keys:
+            raise FormatError("trust file lists no validator keys")
+        return cls(keys, quorum_threshold(len(keys)))

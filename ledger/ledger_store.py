@@ -1,0 +1,166 @@
+"""The shadow ledger on disk: blocks, envelopes, ids, checkpoints and the Merkle tree.
+
+One committed block = one durable LMDB write transaction holding the block, its
+envelopes (by index), their ids, the new tree nodes, its certificate and checkpoint.
+Before committing, the block is checked to extend the stored chain: height, previous
+hash, tree size and the recomputed tree root must all match its header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from ledger import merkle
+from ledger.blocks import Block, BlockHeader
+from ledger.errors import ChainError, CorruptStoreError, UsageError
+from ledger.records import Envelope
+from ledger.storage import Storage
+from ledger.tlogproof import TlogProof
+from ledger.tree_store import TreeStore
+
+_U64 = struct.Struct(">Q")
+_HEAD = b"chain.head"  # height (u64) || block hash
+
+
+def _k(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+@dataclass(frozen=True)
+class Head:
+    height: int
+    hash: bytes
+    tree_size: int
+
+
+class Ledger:
+    """Append blocks, read records and serve proofs from one ``Storage``."""
+
+    def __init__(self, storage: Storage, genesis_hash: bytes) -> None:
+        self.storage = storage
+        self.genesis_hash = genesis_hash
+        self.tree = TreeStore(storage)
+        names = (b"records", b"record_ids", b"blocks", b"certificates", b"checkpoints", b"meta")
+        self._db = {name: storage.db(name) for name in names}
+        self.head = self._load_head()
+
+    def _load_head(self) -> Head:
+        with self.storage.read() as txn:
+            raw = txn.get(_HEAD, db=self._db[b"meta"])
+        if raw is None:
+            if self.tree.size:
+                raise CorruptStoreError("tree holds leaves but no block was committed")
+            return Head(0, self.genesis_hash, 0)
+        height = _U64.unpack(raw[:8])[0]
+        header = self.block(height).header
+        if header.hash != raw[8:] or header.tree_size != self.tree.size:
+            raise CorruptStoreError(
+                f"chain head {height} disagrees with the stored block or tree"
+                f" (tree size {self.tree.size}, block says {header.tree_size})"
+            )
+        return Head(height, header.hash, header.tree_size)
+
+    # --- writing -----------------------------------------------------------------------
+
+    def check_extends(self, header: BlockHeader) -> None:
+        """Raise ``ChainError`` unless ``header`` is the next block of the stored chain."""
+        if header.height != self.head.height + 1:
+            raise ChainError(f"block {header.height} does not follow height {self.head.height}")
+        if not hmac.compare_digest(header.prev_hash, self.head.hash):
+            raise ChainError(f"block {header.height} does not link to block {self.head.height}")
+        if header.tree_size != self.head.tree_size + header.record_count:
+            raise ChainError(f"block {header.height} tree size does not add up")
+
+    def commit_block(
+        self, block: Block, certificate: bytes = b"", checkpoint_note: bytes | None = None
+    ) -> Head:
+        """Durably append ``block`` (its records must be verified by the caller)."""
+        h = block.header
+        self.check_extends(h)
+        ids = [Envelope.from_bytes(env).record_id for env in block.envelopes]
+        with self.storage.write() as txn:
+            db = self._db
+            first = self.tree.size
+            for offset, (env, rid) in enumerate(zip(block.envelopes, ids, strict=True)):
+                if not txn.put(rid, _k(first + offset), db=db[b"record_ids"], overwrite=False):
+                    raise ChainError(f"record {rid.hex()[:16]} is already on the ledger")
+                txn.put(_k(first + offset), env, db=db[b"records"], append=True)
+            self.tree.append(txn, merkle.leaf_hashes(block.envelopes))
+            if not hmac.compare_digest(self.tree.current_root(), h.tree_root):
+                raise ChainError(f"block {h.height} tree root does not match its records")
+            txn.put(_k(h.height), block.to_bytes(), db=db[b"blocks"], append=True)
+            if certificate:
+                txn.put(_k(h.height), certificate, db=db[b"certificates"])
+            if checkpoint_note is not None:
+                txn.put(_k(h.tree_size), checkpoint_note, db=db[b"checkpoints"])
+            txn.put(_HEAD, _k(h.height) + h.hash, db=db[b"meta"])
+        self.head = Head(h.height, h.hash, h.tree_size)
+        return self.head
+
+    def add_checkpoint(self, size: int, note: bytes) -> None:
+        """Store a (more) signed checkpoint note for tree ``size``."""
+        if size > self.tree.size:
+            raise UsageError(f"checkpoint for size {size} is beyond the tree ({self.tree.size})")
+        with self.storage.write() as txn:
+            txn.put(_k(size), note, db=self._db[b"checkpoints"])
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _get(self, db: bytes, key: bytes) -> bytes | None:
+        with self.storage.read() as txn:
+            value = txn.get(key, db=self._db[db])
+        return None if value is None else bytes(value)
+
+    def record(self, index: int) -> bytes:
+        value = self._get(b"records", _k(index))
+        if value is None:
+            raise UsageError(f"no record at index {index} (ledger size {self.tree.size})")
+        return value
+
+    def index_of(self, rid: bytes) -> int | None:
+        value = self._get(b"record_ids", rid)
+        return None if value is None else _U64.unpack(value)[0]
+
+    def block(self, height: int) -> Block:
+        value = self._get(b"blocks", _k(height))
+        if value is None:
+            raise UsageError(f"no block at height {height} (head {self.head.height})")
+        return Block.from_bytes(value)
+
+    def blocks(self, start: int = 1) -> Iterator[Block]:
+        for height in range(start, self.head.height + 1):
+            yield self.block(height)
+
+    def certificate(self, height: int) -> bytes | None:
+        return self._get(b"certificates", _k(height))
+
+    def checkpoint(self, size: int) -> bytes | None:
+        return self._get(b"checkpoints", _k(size))
+
+    def latest_checkpoint(self) -> tuple[int, bytes] | None:
+        with self.storage.read() as txn:
+            cursor = txn.cursor(db=self._db[b"checkpoints"])
+            if not cursor.last():
+                return None
+            return _U64.unpack(cursor.key())[0], bytes(cursor.value())
+
+    def receipt(self, index: int, size: int | None = None) -> bytes:
+        """A C2SP tlog-proof@v1 for record ``index`` against the checkpoint at ``size``."""
+        if size is None:
+            latest = self.latest_checkpoint()
+            if latest is None:
+                raise UsageError("no checkpoint is stored yet")
+            size, note = latest
+        else:
+            stored = self.checkpoint(size)
+            if stored is None:
+                raise UsageError(f"no checkpoint is stored for tree size {size}")
+            note = stored
+        proof = self.tree.inclusion_proof(index, size)
+        return TlogProof(index, tuple(proof), note).to_bytes()
+
+    def consistency_proof(self, size1: int, size2: int) -> Sequence[bytes]:
+        return self.tree.consistency_proof(size1, size2)

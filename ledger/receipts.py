@@ -1,0 +1,130 @@
+"""Offline verification of receipts and checkpoint consistency, trusting only genesis keys.
+
+A receipt is a C2SP tlog-proof@v1 file (index, inclusion proof hashes, checkpoint signed
+by validators) plus the record's envelope bytes, which are the Merkle leaf.
+
+There is no C2SP format for a bare consistency proof, so this module defines a minimal
+one in the same style (ASCII lines, base64 hashes):
+    shadowledger/consistency-proof/v1
+    old <size1>
+    new <size2>
+    <base64 hash>            (one line per proof hash, RFC 9162 2.1.4.1 order)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint, check_checkpoint
+from ledger.errors import FormatError, SignatureError
+from ledger.genesis import TrustRoot
+from ledger.keys import decode_base64, encode_base64
+from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.note import Note
+from ledger.records import Envelope, Record, verify_envelope
+from ledger.tlogproof import TlogProof
+
+CONSISTENCY_HEADER = "shadowledger/consistency-proof/v1"
+
+
+@dataclass(frozen=True)
+class VerifiedReceipt:
+    index: int
+    checkpoint: Checkpoint
+    signed_by: tuple[str, ...]
+    record: Record | None
+    """The decoded record when the trust root knows the agencies' record keys."""
+
+
+def final_checkpoint(note: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS) -> tuple[
+    Checkpoint, tuple[str, ...]
+]:
+    """The checkpoint if a quorum of trusted validators signed it, else ``SignatureError``."""
+    origin = trust.network
+    if origin is None:  # bare keys: the origin is whatever they signed
+        origin = Note.from_bytes(note, limits).text.split("\n", 1)[0]
+    result = check_checkpoint(
+        note, trust.validators, trust.threshold, origin=origin, limits=limits
+    )
+    if not result.verified:
+        cp = result.checkpoint
+        raise SignatureError(f"checkpoint {cp.origin} at size {cp.size}: {result.describe()}")
+    return result.checkpoint, tuple(k.name for k in result.signed)
+
+
+def verify_receipt(
+    receipt: bytes, record: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS
+) -> VerifiedReceipt:
+    """Check that ``record`` is in the ledger under a quorum-signed checkpoint."""
+    proof = TlogProof.from_bytes(receipt, limits)
+    checkpoint, signers = final_checkpoint(proof.checkpoint_note, trust, limits)
+    leaf = merkle.leaf_hash(record)
+    merkle.verify_inclusion(leaf, proof.index, checkpoint.size, list(proof.hashes),
+                            checkpoint.root_hash)
+    decoded = None
+    if trust.keyring is not None and trust.network is not None:
+        decoded = verify_envelope(Envelope.from_bytes(record, limits), trust.keyring,
+                                  trust.network)
+    return VerifiedReceipt(proof.index, checkpoint, signers, decoded)
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    size1: int
+    size2: int
+    hashes: tuple[bytes, ...]
+
+    def to_bytes(self) -> bytes:
+        lines = [CONSISTENCY_HEADER, f"old {self.size1}", f"new {self.size2}"]
+        lines += [encode_base64(h) for h in self.hashes]
+        return ("\n".join(lines) + "\n").encode("ascii")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> ConsistencyProof:
+        if len(data) > limits.max_receipt_bytes:
+            raise FormatError(f"consistency proof is {len(data)} bytes, over the limit")
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise FormatError("consistency proof is not ASCII") from exc
+        if not text.endswith("\n"):
+            raise FormatError("consistency proof must end with a newline")
+        lines = text[:-1].split("\n")
+        if len(lines) < 3 or lines[0] != CONSISTENCY_HEADER:
+            raise FormatError(f"consistency proof does not start with {CONSISTENCY_HEADER}")
+        size1 = _size_line(lines[1], "old")
+        size2 = _size_line(lines[2], "new")
+        if len(lines) - 3 > limits.max_proof_hashes:
+            raise FormatError(f"consistency proof has {len(lines) - 3} hashes, over the limit")
+        hashes = tuple(decode_base64(line, "proof hash") for line in lines[3:])
+        return cls(size1, size2, hashes)
+
+
+def _size_line(line: str, word: str) -> int:
+    prefix = word + " "
+    digits = line[len(prefix) :]
+    if not line.startswith(prefix) or not digits.isdigit() or (len(digits) > 1 and
+                                                                digits[0] == "0"):
+        raise FormatError(f"expected a line '{word} <decimal size>', got {line[:40]!r}")
+    return int(digits)
+
+
+def verify_checkpoint_consistency(
+    old_note: bytes, new_note: bytes, proof: bytes, trust: TrustRoot,
+    limits: Limits = DEFAULT_LIMITS,
+) -> tuple[Checkpoint, Checkpoint]:
+    """Both checkpoints final under ``trust``, and the newer tree extends the older."""
+    old, _ = final_checkpoint(old_note, trust, limits)
+    new, _ = final_checkpoint(new_note, trust, limits)
+    if old.origin != new.origin:
+        raise FormatError(f"checkpoints are for different logs: {old.origin} and {new.origin}")
+    parsed = ConsistencyProof.from_bytes(proof, limits)
+    if (parsed.size1, parsed.size2) != (old.size, new.size):
+        raise FormatError(
+            f"proof is from size {parsed.size1} to {parsed.size2}, checkpoints are"
+            f" {old.size} and {new.size}"
+        )
+    merkle.verify_consistency(old.size, new.size, old.root_hash, new.root_hash,
+                              list(parsed.hashes))
+    return old, new

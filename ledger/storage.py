@@ -1,0 +1,188 @@
+"""The one LMDB environment of a node: opening, sub-databases, durable write transactions.
+
+Every write goes through ``Storage.write()``: one LMDB write transaction, synced to disk
+before the ``with`` block returns (DESIGN.md: a commit is durable before it is
+acknowledged). LMDB errors are wrapped into ``StorageError`` at this boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from ledger.errors import CorruptStoreError, StorageError
+
+LAYOUT = b"shadowledger/lmdb/1"
+"""Written at creation; a store with another layout is refused, never reinterpreted."""
+
+SUBDBS = (
+    b"meta",  # layout, tree size and root, per-component metadata
+    b"tree",  # Merkle nodes, chunked per level (ledger.tree_store)
+    b"records",  # index -> envelope bytes
+    b"record_ids",  # record id -> index
+    b"blocks",  # height -> block bytes
+    b"certificates",  # height -> commit certificate bytes
+    b"checkpoints",  # tree size -> signed checkpoint note bytes
+    b"consensus",  # consensus safety state (last signed height/round/step)
+    b"policy",  # agreement / ACL state
+)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """How the environment is opened. ``map_size`` bounds the file, not memory."""
+
+    map_size: int = 64 << 30
+    sync: bool = True
+    max_readers: int = 126
+
+
+class Storage:
+    """One LMDB environment with the node's named sub-databases."""
+
+    def __init__(self, path: str | os.PathLike[str], config: StorageConfig | None = None):
+        self.path = Path(path)
+        self.config = config or StorageConfig()
+        self.path.mkdir(parents=True, exist_ok=True)
+        _check_file_not_truncated(self.path)
+        try:
+            self.env = lmdb.open(
+                str(self.path),
+                map_size=self.config.map_size,
+                max_dbs=len(SUBDBS) + 2,
+                sync=self.config.sync,
+                metasync=self.config.sync,
+                max_readers=self.config.max_readers,
+                readahead=False,
+            )
+            self.dbs: dict[bytes, Any] = {name: self.env.open_db(name) for name in SUBDBS}
+        except lmdb.InvalidError as exc:
+            raise CorruptStoreError(f"{self.path}: not a valid LMDB environment ({exc})") from exc
+        except lmdb.Error as exc:
+            raise StorageError(f"{self.path}: cannot open the store ({exc})") from exc
+        self._abort_hooks: list[Callable[[], None]] = []
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        with self.env.begin(write=True, db=self.dbs[b"meta"]) as txn:
+            layout = txn.get(b"layout")
+            if layout is None:
+                if txn.stat(self.dbs[b"records"])["entries"]:
+                    raise CorruptStoreError(f"{self.path}: records present but layout missing")
+                txn.put(b"layout", LAYOUT)
+            elif layout != LAYOUT:
+                raise CorruptStoreError(
+                    f"{self.path}: store layout is {layout!r}, this version reads {LAYOUT!r}"
+                )
+
+    def db(self, name: bytes) -> Any:
+        return self.dbs[name]
+
+    def on_abort(self, hook: Callable[[], None]) -> None:
+        """Register a cache-invalidation hook, run when a write transaction is aborted."""
+        self._abort_hooks.append(hook)
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """One durable write transaction: committed and synced on exit, aborted on error."""
+        txn = self.env.begin(write=True)
+        try:
+            yield txn
+            txn.commit()
+        except BaseException as exc:
+            txn.abort()
+            for hook in self._abort_hooks:
+                hook()
+            if isinstance(exc, lmdb.MapFullError):
+                raise StorageError(
+                    f"{self.path}: the store is full (map_size {self.config.map_size} bytes);"
+                    " raise storage.map_size in the node config and restart"
+                ) from exc
+            if isinstance(exc, lmdb.Error):
+                raise StorageError(f"{self.path}: write failed ({exc})") from exc
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        """A consistent read-only snapshot."""
+        with self.env.begin() as txn:
+            yield txn
+
+    def copy_to(self, dest: str | os.PathLike[str]) -> None:
+        """Online, compacted, consistent copy of the environment (for backups)."""
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        self.env.copy(str(dest), compact=True)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_file_not_truncated(path: Path) -> None:
+    """Refuse a data file shorter than its last used page.
+
+    Reading a page past the end of a memory-mapped file kills the process with SIGBUS;
+    checking the size against the newest meta page first turns that into a clear error.
+    """
+    data = path / "data.mdb"
+    if not data.exists():
+        return
+    size = data.stat().st_size
+    with data.open("rb") as f:
+        head = f.read(2 * 4096)
+    last_page = _last_page_from_meta(head)
+    if last_page is None:
+        raise CorruptStoreError(f"{data}: no valid LMDB meta page (file is {size} bytes)")
+    page_size, last_pgno = last_page
+    if size < (last_pgno + 1) * page_size:
+        raise CorruptStoreError(
+            f"{data}: truncated: {size} bytes, but pages up to {last_pgno} are in use"
+            f" ({(last_pgno + 1) * page_size} bytes); restore from a backup or a peer"
+        )
+
+
+def _last_page_from_meta(head: bytes) -> tuple[int, int] | None:
+    """(page size, last page number) from the newer of LMDB's two meta pages."""
+    import struct
+
+    magic = 0xBEEFC0DE
+    best: tuple[int, int, int] | None = None
+    # Meta page layout (lmdb mdb.c, 64-bit): page header 16 bytes, then MDB_meta:
+    # magic u32, version u32, address ptr, mapsize size_t, 2 x MDB_db (48 bytes each),
+    # last_pg pgno_t, txnid txnid_t. The page size is the free DB's md_pad field.
+    for offset in _meta_offsets(head):
+        body = head[offset + 16 :]
+        if len(body) < 136:
+            continue
+        magic_v, _version = struct.unpack_from("<II", body, 0)
+        if magic_v != magic:
+            continue
+        page_size = struct.unpack_from("<I", body, 24)[0]
+        last_pgno, txnid = struct.unpack_from("<QQ", body, 24 + 96)
+        if best is None or txnid > best[2]:
+            best = (page_size, last_pgno, txnid)
+    return None if best is None else (best[0], best[1])
+
+
+def _meta_offsets(head: bytes) -> list[int]:
+    import struct
+
+    if len(head) < 16 + 32:
+        return []
+    # The first meta page is at 0; the second at one page size, read from the first.
+    page_size = struct.unpack_from("<I", head, 16 + 24)[0]
+    offsets = [0]
+    if 512 <= page_size <= len(head) - 16:
+        offsets.append(page_size)
+    return offsets

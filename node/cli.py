@@ -1,0 +1,131 @@
+"""The ``shadowledger`` command: one handler per verb, one place mapping errors to exits.
+
+Exit codes: 0 success; 1 verification failed (the input is bad or untrusted);
+2 wrong usage; 3 the input files or the store could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ledger.errors import LedgerError, StorageError, VerificationError
+from ledger.genesis import TrustRoot
+from ledger.keys import SigningKey
+from ledger.receipts import verify_checkpoint_consistency, verify_receipt
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def cmd_verify_receipt(args: argparse.Namespace) -> int:
+    trust = TrustRoot.load(args.trust)
+    result = verify_receipt(_read(args.receipt), _read(args.record), trust)
+    cp = result.checkpoint
+    what = ""
+    if result.record is not None:
+        what = f" ({result.record.kind} by {result.record.signer.name})"
+    print(
+        f"OK: record{what} is entry {result.index} of {cp.origin} at size {cp.size},"
+        f" checkpoint signed by {len(result.signed_by)} of {len(trust.validators)}"
+        f" validators (need {trust.threshold})"
+    )
+    return EXIT_OK
+
+
+def cmd_verify_consistency(args: argparse.Namespace) -> int:
+    trust = TrustRoot.load(args.trust)
+    old, new = verify_checkpoint_consistency(
+        _read(args.old_checkpoint), _read(args.new_checkpoint), _read(args.proof), trust
+    )
+    print(f"OK: {new.origin} at size {new.size} extends its state at size {old.size}")
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    key = SigningKey.generate(args.name, os.urandom)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    skey, vkey = out / f"{args.name}.skey", out / f"{args.name}.vkey"
+    if skey.exists() and not args.force:
+        print(f"error: {skey} exists; pass --force to replace it", file=sys.stderr)
+        return EXIT_USAGE
+    fd = os.open(skey, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.to_skey() + "\n")
+    vkey.write_text(key.verifier.to_vkey() + "\n")
+    print(key.verifier.to_vkey())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.demo import run_demo
+
+    return run_demo(Path(args.data), records=args.records, block_size=args.block_size)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shadowledger",
+        description="Permissioned shadow ledger for cross-agency data sharing.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    audit = verbs.add_parser("audit", help="offline verification for auditors (files only)")
+    checks = audit.add_subparsers(dest="check", required=True, metavar="CHECK")
+    receipt = checks.add_parser(
+        "verify-receipt", help="check a tlog-proof receipt for a record against trusted keys"
+    )
+    receipt.add_argument("receipt", help="C2SP tlog-proof@v1 file")
+    receipt.add_argument("--record", required=True, help="the record's envelope bytes")
+    receipt.add_argument("--trust", required=True, help="genesis.json or a file of vkeys")
+    receipt.set_defaults(handler=cmd_verify_receipt)
+    cons = checks.add_parser(
+        "verify-consistency", help="check that a newer checkpoint extends an older one"
+    )
+    cons.add_argument("old_checkpoint", help="signed checkpoint note (older)")
+    cons.add_argument("new_checkpoint", help="signed checkpoint note (newer)")
+    cons.add_argument("--proof", required=True, help="shadowledger/consistency-proof/v1 file")
+    cons.add_argument("--trust", required=True, help="genesis.json or a file of vkeys")
+    cons.set_defaults(handler=cmd_verify_consistency)
+
+    keygen = verbs.add_parser("keygen", help="generate an Ed25519 signed-note key pair")
+    keygen.add_argument("name", help="key name, e.g. the agency or validator name")
+    keygen.add_argument("--out", default=".", help="folder for NAME.skey and NAME.vkey")
+    keygen.add_argument("--force", action="store_true", help="overwrite an existing key")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    demo = verbs.add_parser(
+        "demo", help="build a local ledger, issue a receipt and verify it (single process)"
+    )
+    demo.add_argument("--data", default="var/demo", help="folder for keys, genesis and LMDB")
+    demo.add_argument("--records", type=int, default=2000, help="records to commit")
+    demo.add_argument("--block-size", type=int, default=250, help="records per block")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except VerificationError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except (OSError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_IO
+    except LedgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
