@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ledger.errors import LedgerError, StorageError, VerificationError
@@ -70,6 +71,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.data), records=args.records, block_size=args.block_size)
 
 
+def cmd_network_init(args: argparse.Namespace) -> int:
+    from node.localnet import generate
+
+    local = generate(
+        Path(args.dir), args.nodes, args.base_port, args.network,
+        datetime.now(UTC), os.urandom,
+        metrics_base_port=args.metrics_base_port, cert_days=args.cert_days,
+    )
+    print(f"network {local.network}: genesis {local.genesis_path}")
+    for node in local.nodes:
+        print(f"  {node.role:9} {node.agency:18} {node.address:16} {node.config_path}")
+    for agency in local.agencies:
+        print(f"  client    {agency.name:18} {'':16} {agency.client_profile}")
+    return EXIT_OK
+
+
+def cmd_genesis(args: argparse.Namespace) -> int:
+    from ledger.genesis import Genesis
+    from node.localnet import genesis_from_spec
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
+        return EXIT_USAGE
+    genesis = genesis_from_spec(Path(args.agency_file), args.network, datetime.now(UTC))
+    data = genesis.to_bytes()
+    Genesis.from_bytes(data)
+    out.write_bytes(data)
+    print(
+        f"{out}: network {genesis.network}, {len(genesis.agencies)} agencies,"
+        f" {len(genesis.validators)} validators (quorum {genesis.threshold})"
+    )
+    return EXIT_OK
+
+
+def cmd_tls_identity(args: argparse.Namespace) -> int:
+    from node.localnet import write_secret
+    from node.tls import fingerprint, generate_identity
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    crt, key = out / f"{args.name}.crt", out / f"{args.name}.key"
+    for path in (crt, key):
+        if path.exists() and not args.force:
+            print(f"error: {path} exists; pass --force to replace it", file=sys.stderr)
+            return EXIT_USAGE
+        path.unlink(missing_ok=True)
+    cert_pem, key_pem = generate_identity(args.name, datetime.now(UTC), args.days)
+    write_secret(key, key_pem)
+    crt.write_bytes(cert_pem)
+    print(f"{crt} (sha256 {fingerprint(cert_pem).hex()}), key {key} (0600)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shadowledger",
@@ -108,6 +163,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--records", type=int, default=2000, help="records to commit")
     demo.add_argument("--block-size", type=int, default=250, help="records per block")
     demo.set_defaults(handler=cmd_demo)
+
+    network = verbs.add_parser("network", help="set up a local test network")
+    network_verbs = network.add_subparsers(dest="network_verb", required=True, metavar="ACTION")
+    init = network_verbs.add_parser(
+        "init", help="write keys, certificates, genesis and configs for a local network"
+    )
+    init.add_argument("--nodes", type=int, default=4, help="validator agencies (4 = f of 1)")
+    init.add_argument("--dir", required=True, help="new, empty folder for the network")
+    init.add_argument("--base-port", type=int, default=7100, help="gRPC port of node 0")
+    init.add_argument("--metrics-base-port", type=int, default=9100, help="metrics of node 0")
+    init.add_argument("--network", default="local.shadow-ledger.example/v1",
+                      help="network name (checkpoint origin)")
+    init.add_argument("--cert-days", type=int, default=365, help="TLS certificate validity")
+    init.set_defaults(handler=cmd_network_init)
+
+    genesis = verbs.add_parser(
+        "genesis", help="build a genesis.json from the agencies' public keys and certificates"
+    )
+    genesis.add_argument("--network", required=True, help="network name (checkpoint origin)")
+    genesis.add_argument("--agency-file", required=True,
+                         help="shadowledger/genesis-spec/v1 JSON (see docs/CONFIG.md)")
+    genesis.add_argument("--out", default="genesis.json", help="where to write the genesis")
+    genesis.add_argument("--force", action="store_true", help="overwrite an existing file")
+    genesis.set_defaults(handler=cmd_genesis)
+
+    tls_id = verbs.add_parser(
+        "tls-identity", help="generate a self-signed P-256 TLS certificate to pin in the genesis"
+    )
+    tls_id.add_argument("name", help="node.<agency> or client.<agency>")
+    tls_id.add_argument("--out", default=".", help="folder for NAME.crt and NAME.key")
+    tls_id.add_argument("--days", type=int, default=365, help="validity in days")
+    tls_id.add_argument("--force", action="store_true", help="overwrite existing files")
+    tls_id.set_defaults(handler=cmd_tls_identity)
     return parser
 
 
