@@ -4,11 +4,14 @@ It names the network (the checkpoint origin), the validators (signed-note keys, 
 voting power) and each agency's record-signing keys. Its SHA-256 over the exact file
 bytes is the ``prev_hash`` of block 1, so every block chains back to it.
 
-Format: UTF-8 JSON, written canonically (sorted keys, no spaces) by ``to_bytes``:
-    {"format": "shadowledger/genesis/v1", "network": ORIGIN,
-     "validators": [{"vkey": VKEY, "power": INT}, ...],
-     "agencies": [{"name": NAME, "record_keys": [VKEY, ...]}, ...],
-     "witnesses": [VKEY, ...], "time_ms": INT}
+Format: UTF-8 JSON (``to_bytes`` writes sorted keys, one-space indent):
+    {"format": "shadowledger/genesis/v1", "network": ORIGIN, "time_ms": INT,
+     "validators": [{"vkey": VKEY, "power": INT, "agency": NAME}, ...],
+     "agencies": [{"name": NAME, "role": "agency" | "auditor",
+                   "record_keys": [VKEY, ...],
+                   "node_certs": [PEM, ...], "client_certs": [PEM, ...]}, ...],
+     "witnesses": [VKEY, ...]}
+TLS certificates are pinned by the genesis: a node accepts exactly these, nothing else.
 """
 
 from __future__ import annotations
@@ -28,16 +31,27 @@ FORMAT = "shadowledger/genesis/v1"
 MAX_GENESIS_BYTES = 1 << 20
 
 
+ROLES = ("agency", "auditor")
+"""An auditor (regulator, audit office) reads everything and writes nothing."""
+
+
 @dataclass(frozen=True)
 class Validator:
     key: VerifierKey
     power: int = 1
+    agency: str = ""
+    """The agency that runs this validator's node."""
 
 
 @dataclass(frozen=True)
 class Agency:
     name: str
     record_keys: tuple[VerifierKey, ...]
+    role: str = "agency"
+    node_certs: tuple[str, ...] = ()
+    """PEM certificates of the agency's node(s), pinned for mTLS between nodes."""
+    client_certs: tuple[str, ...] = ()
+    """PEM certificates of the agency's API clients, pinned for mTLS to any node."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,18 @@ class Genesis:
         return {
             "format": FORMAT,
             "network": self.network,
-            "validators": [{"vkey": v.key.to_vkey(), "power": v.power} for v in self.validators],
+            "validators": [
+                {"vkey": v.key.to_vkey(), "power": v.power, "agency": v.agency}
+                for v in self.validators
+            ],
             "agencies": [
-                {"name": a.name, "record_keys": [k.to_vkey() for k in a.record_keys]}
+                {
+                    "name": a.name,
+                    "role": a.role,
+                    "record_keys": [k.to_vkey() for k in a.record_keys],
+                    "node_certs": list(a.node_certs),
+                    "client_certs": list(a.client_certs),
+                }
                 for a in self.agencies
             ],
             "witnesses": [w.to_vkey() for w in self.witnesses],
@@ -87,13 +110,14 @@ class Genesis:
             genesis = cls(
                 network=str(doc["network"]),
                 validators=tuple(
-                    Validator(VerifierKey.from_vkey(v["vkey"]), int(v.get("power", 1)))
+                    Validator(
+                        VerifierKey.from_vkey(v["vkey"]),
+                        int(v.get("power", 1)),
+                        str(v.get("agency", "")),
+                    )
                     for v in doc["validators"]
                 ),
-                agencies=tuple(
-                    Agency(a["name"], tuple(VerifierKey.from_vkey(k) for k in a["record_keys"]))
-                    for a in doc["agencies"]
-                ),
+                agencies=tuple(_agency(a) for a in doc["agencies"]),
                 witnesses=tuple(VerifierKey.from_vkey(w) for w in doc.get("witnesses", [])),
                 time_ms=int(doc.get("time_ms", 0)),
             )
@@ -102,6 +126,9 @@ class Genesis:
         genesis.check()
         return genesis
 
+    def agency(self, name: str) -> Agency | None:
+        return next((a for a in self.agencies if a.name == name), None)
+
     def check(self) -> None:
         if not self.validators:
             raise FormatError("genesis names no validators")
@@ -109,10 +136,28 @@ class Genesis:
             raise FormatError("genesis lists a validator key twice")
         if any(v.power <= 0 for v in self.validators):
             raise FormatError("every validator's power must be positive")
+        names = [a.name for a in self.agencies]
+        if len(set(names)) != len(names):
+            raise FormatError("genesis lists an agency twice")
+        for v in self.validators:
+            if v.agency and v.agency not in names:
+                raise FormatError(f"validator {v.key.name} names unknown agency {v.agency}")
         for agency in self.agencies:
+            if agency.role not in ROLES:
+                raise FormatError(f"agency {agency.name} has unknown role {agency.role!r}")
             for key in agency.record_keys:
                 if key.name != agency.name:
                     raise FormatError(f"record key {key.name} is listed under {agency.name}")
+
+
+def _agency(doc: dict[str, Any]) -> Agency:
+    return Agency(
+        name=str(doc["name"]),
+        record_keys=tuple(VerifierKey.from_vkey(k) for k in doc["record_keys"]),
+        role=str(doc.get("role", "agency")),
+        node_certs=tuple(str(c) for c in doc.get("node_certs", [])),
+        client_certs=tuple(str(c) for c in doc.get("client_certs", [])),
+    )
 
 
 def genesis_hash(data: bytes) -> bytes:

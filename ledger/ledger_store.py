@@ -75,12 +75,23 @@ class Ledger:
             raise ChainError(f"block {header.height} tree size does not add up")
 
     def commit_block(
-        self, block: Block, certificate: bytes = b"", checkpoint_note: bytes | None = None
+        self,
+        block: Block,
+        certificate: bytes = b"",
+        checkpoint_note: bytes | None = None,
+        record_ids: Sequence[bytes] | None = None,
     ) -> Head:
-        """Durably append ``block`` (its records must be verified by the caller)."""
+        """Durably append ``block`` (its records must be verified by the caller).
+
+        ``record_ids``, when the caller has them, saves parsing every envelope again.
+        """
         h = block.header
         self.check_extends(h)
-        ids = [Envelope.from_bytes(env).record_id for env in block.envelopes]
+        ids = record_ids
+        if ids is None:
+            ids = [Envelope.from_bytes(env).record_id for env in block.envelopes]
+        if len(ids) != len(block.envelopes):
+            raise UsageError("one record id per envelope is needed")
         with self.storage.write() as txn:
             db = self._db
             first = self.tree.size

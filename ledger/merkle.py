@@ -344,3 +344,16 @@ class Frontier:
 
     def root(self) -> bytes:
         return fold_right(self._peaks) if self._peaks else EMPTY_ROOT
+
+    def copy(self) -> Frontier:
+        twin = Frontier()
+        twin.size, twin._peaks = self.size, list(self._peaks)
+        return twin
+
+    @classmethod
+    def from_source(cls, source: NodeSource, size: int) -> Frontier:
+        """The frontier of a stored tree at ``size``: its perfect subtrees, O(log n) reads."""
+        frontier = cls()
+        frontier.size = size
+        frontier._peaks = source.nodes(range_nodes(0, size)) if size else []
+        return frontier

@@ -195,3 +195,12 @@ def test_frontier_root_matches_at_every_size() -> None:
     for n in range(1, MAX + 1):
         frontier.append(LEAVES[n - 1])
         assert frontier.root() == ROOTS[n], n
+
+
+def test_frontier_from_stored_nodes_continues_like_the_tree() -> None:
+    for n in (0, 1, 5, 64, 77, 299):
+        frontier = merkle.Frontier.from_source(FULL, n)
+        assert frontier.root() == ROOTS[n]
+        twin = frontier.copy()
+        twin.append(LEAVES[n])
+        assert twin.root() == ROOTS[n + 1] and frontier.size == n
