@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DATA   ?= var/demo
+NETDIR ?= var/localnet
 SEEDS  ?= 100000
 
 .PHONY: run test bench lint sim proto clean help
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/shadowledger demo --data $(DATA)
+	$(VENV)/bin/shadowledger network local --nodes 4 --dir $(NETDIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -67,6 +67,7 @@ class Storage:
         except lmdb.Error as exc:
             raise StorageError(f"{self.path}: cannot open the store ({exc})") from exc
         self._abort_hooks: list[Callable[[], None]] = []
+        self._commit_hooks: list[Callable[[], None]] = []
         self._check_layout()
 
     def _check_layout(self) -> None:
@@ -88,6 +89,10 @@ class Storage:
         """Register a cache-invalidation hook, run when a write transaction is aborted."""
         self._abort_hooks.append(hook)
 
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Register a hook run after a write transaction is durably committed."""
+        self._commit_hooks.append(hook)
+
     @contextmanager
     def write(self) -> Iterator[Any]:
         """One durable write transaction: committed and synced on exit, aborted on error."""
@@ -107,6 +112,8 @@ class Storage:
             if isinstance(exc, lmdb.Error):
                 raise StorageError(f"{self.path}: write failed ({exc})") from exc
             raise
+        for hook in self._commit_hooks:
+            hook()
 
     @contextmanager
     def read(self) -> Iterator[Any]:

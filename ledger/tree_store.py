@@ -74,10 +74,12 @@ class TreeStore:
         self._db = storage.db(b"tree")
         self._meta = storage.db(b"meta")
         self._limits = limits
-        self._size = 0
+        self._size = 0  # committed: what readers may see
+        self._working = 0  # including appends of a write transaction not yet committed
         self._edges: list[bytes] = []  # the last complete node of each level
         self._open: dict[int, tuple[int, bytearray]] = {}  # tile level -> rightmost tile
         storage.on_abort(self._load)
+        storage.on_commit(self._publish)
         self._load()
         self.check_edges()
 
@@ -93,10 +95,10 @@ class TreeStore:
         The caller commits ``txn`` (``Storage.write``); if it aborts, the cache is reloaded.
         """
         if not hashes:
-            return self._size
+            return self._working
         if len(hashes) > self._limits.max_batch_leaves:
             raise UsageError(f"batch of {len(hashes)} leaves exceeds the limit")
-        old = self._size
+        old = self._working
         dirty: dict[tuple[int, int], bytearray] = {}
         level, row = 0, list(hashes)
         while row:
@@ -114,10 +116,14 @@ class TreeStore:
             txn.put(key, _seal(key, buf), db=self._db)
             if t not in self._open or self._open[t][0] <= j:
                 self._open[t] = (j, buf)
-        self._size = old + len(hashes)
-        txn.put(_META_SIZE, _U64.pack(self._size), db=self._meta)
+        self._working = old + len(hashes)
+        txn.put(_META_SIZE, _U64.pack(self._working), db=self._meta)
         txn.put(_META_ROOT, self.current_root(), db=self._meta)
-        return self._size
+        return self._working
+
+    def _publish(self) -> None:
+        """After the commit: readers may now see the appended leaves."""
+        self._size = self._working
 
     def append_durably(self, hashes: Sequence[bytes]) -> int:
         """Append in a transaction of its own, synced to disk before returning."""
@@ -188,16 +194,16 @@ class TreeStore:
 
     def current_root(self) -> bytes:
         """Root at the current size (uncommitted appends included), from cached edges."""
-        if self._size == 0:
+        if self._working == 0:
             return merkle.EMPTY_ROOT
-        peaks = [self._edges[lv] for lv in range(len(self._edges)) if self._size >> lv & 1]
+        peaks = [self._edges[lv] for lv in range(len(self._edges)) if self._working >> lv & 1]
         return merkle.fold_right(peaks[::-1])
 
     def _load(self) -> None:
         """(Re)load the size, right edges and open tiles from the committed state."""
         with self._storage.read() as txn:
             raw = txn.get(_META_SIZE, db=self._meta)
-            self._size = 0 if raw is None else _U64.unpack(raw)[0]
+            self._size = self._working = 0 if raw is None else _U64.unpack(raw)[0]
             levels = self._size.bit_length()
             self._edges = self.nodes([(lv, (self._size >> lv) - 1) for lv in range(levels)], txn)
             self._open = {}

@@ -125,6 +125,19 @@ def cmd_tls_identity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_node_run(args: argparse.Namespace) -> int:
+    from node.daemon import run_node
+
+    return run_node(Path(args.config))
+
+
+def cmd_network_local(args: argparse.Namespace) -> int:
+    from node.daemon import run_local
+
+    return run_local(Path(args.dir), args.nodes, args.base_port, args.metrics_base_port,
+                     args.network)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shadowledger",
@@ -177,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="network name (checkpoint origin)")
     init.add_argument("--cert-days", type=int, default=365, help="TLS certificate validity")
     init.set_defaults(handler=cmd_network_init)
+
+    local = network_verbs.add_parser(
+        "local", help="generate a local network (first time) and run all its nodes until Ctrl-C"
+    )
+    local.add_argument("--nodes", type=int, default=4, help="validator agencies (4 = f of 1)")
+    local.add_argument("--dir", default="var/localnet", help="folder of the network")
+    local.add_argument("--base-port", type=int, default=7100, help="gRPC port of node 0")
+    local.add_argument("--metrics-base-port", type=int, default=9100, help="metrics of node 0")
+    local.add_argument("--network", default="local.shadow-ledger.example/v1",
+                       help="network name (checkpoint origin)")
+    local.set_defaults(handler=cmd_network_local)
+
+    node_cmd = verbs.add_parser("node", help="run a node daemon")
+    node_verbs = node_cmd.add_subparsers(dest="node_verb", required=True, metavar="ACTION")
+    run = node_verbs.add_parser("run", help="serve until SIGTERM / Ctrl-C (see docs/CONFIG.md)")
+    run.add_argument("--config", required=True, help="node.toml")
+    run.set_defaults(handler=cmd_node_run)
 
     genesis = verbs.add_parser(
         "genesis", help="build a genesis.json from the agencies' public keys and certificates"

@@ -1,0 +1,288 @@
+"""Typed Python client for integrators, with verified reads.
+
+The client trusts the genesis, not the server: it keeps the last checkpoint it verified
+(signed by a quorum of the genesis validators) and, on every read, checks the record's
+inclusion proof against a final checkpoint and that checkpoint's consistency with the one
+it trusted before (like immudb's verified reads). A server that serves a forged proof or
+a forked history raises ``VerificationError`` / ``ForkDetected``, never returns data.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from ledger import merkle
+from ledger.checkpoint import Checkpoint
+from ledger.errors import LedgerError, ProofError, VerificationError
+from ledger.genesis import Genesis, TrustRoot, genesis_hash
+from ledger.receipts import final_checkpoint
+from ledger.records import Envelope, Record, verify_envelope
+from ledger.tlogproof import TlogProof
+from proto import node_pb2, node_pb2_grpc
+
+
+class ApiError(LedgerError):
+    """The node refused a call; ``code`` is the gRPC status, ``message`` its reason."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ForkDetected(VerificationError):
+    """Two final checkpoints that cannot both be true: evidence of a split view."""
+
+    def __init__(self, message: str, trusted_note: bytes, new_note: bytes) -> None:
+        super().__init__(message)
+        self.trusted_note = trusted_note
+        self.new_note = new_note
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A committed record: its position and the final checkpoint that covers it."""
+
+    record_id: bytes
+    index: int
+    height: int
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A record the node refused inside a ``submit_many`` stream (the stream goes on)."""
+
+    record_id: bytes
+    code: grpc.StatusCode
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifiedRecord:
+    index: int
+    record: Record
+    receipt: bytes
+    """The tlog-proof@v1 receipt an auditor can check offline with the genesis."""
+
+
+def _status(value: int) -> grpc.StatusCode:
+    return next((c for c in grpc.StatusCode if c.value[0] == value), grpc.StatusCode.UNKNOWN)
+
+
+def _wrap(exc: grpc.RpcError) -> ApiError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return ApiError(code, details or "")
+
+
+class LedgerClient:
+    """One connection to one node; safe to use from one thread at a time."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        genesis_bytes: bytes,
+        state_file: Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._channel = channel
+        self._stub: Any = node_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+        self.genesis = Genesis.from_bytes(genesis_bytes)
+        self._trust = TrustRoot(
+            tuple(self.genesis.validator_keys),
+            self.genesis.threshold,
+            self.genesis.network,
+            self.genesis.keyring(),
+            genesis_hash(genesis_bytes),
+        )
+        self._timeout = timeout
+        self._state_file = state_file
+        self._trusted: tuple[Checkpoint, bytes] | None = None
+        if state_file is not None and state_file.exists():
+            note = state_file.read_bytes()
+            self._trusted = (final_checkpoint(note, self._trust)[0], note)
+
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        genesis_bytes: bytes,
+        tls_cert: bytes,
+        tls_key: bytes,
+        server_name: str,
+        state_file: Path | None = None,
+        max_message_bytes: int = 4 << 20,
+        timeout: float = 30.0,
+    ) -> LedgerClient:
+        """An mTLS channel to ``address`` that trusts exactly the genesis-pinned nodes."""
+        from node.tls import channel_credentials, channel_options, genesis_node_pems
+
+        genesis = Genesis.from_bytes(genesis_bytes)
+        creds = channel_credentials(tls_cert, tls_key, genesis_node_pems(genesis))
+        channel = grpc.secure_channel(address, creds,
+                                      channel_options(server_name, max_message_bytes))
+        return cls(channel, genesis_bytes, state_file, timeout)
+
+    @classmethod
+    def from_profile(cls, path: str | Path, address: str | None = None,
+                     server_name: str | None = None) -> LedgerClient:
+        """Connect with a ``client.toml`` profile (see docs/CONFIG.md).
+
+        ``address``/``server_name`` override the profile's node, e.g. to read from another
+        agency's node with the same credentials.
+        """
+        from node.config import load_client_profile
+
+        profile = load_client_profile(path)
+        state = Path(path).with_name(f"trusted-checkpoint.{profile.agency}")
+        return cls.connect(
+            address or profile.address, profile.genesis.read_bytes(),
+            profile.tls_cert.read_bytes(), profile.tls_key.read_bytes(),
+            server_name or profile.tls_server_name, state, profile.max_message_bytes,
+        )
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def trusted_checkpoint(self) -> Checkpoint | None:
+        return None if self._trusted is None else self._trusted[0]
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise _wrap(exc) from exc
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        """The latest final checkpoint, verified and proven consistent with the last one."""
+        response = self._call(self._stub.GetCheckpoint, node_pb2.CheckpointRequest())
+        return self._advance(response.note)
+
+    def _advance(self, note: bytes) -> Checkpoint:
+        """Trust ``note`` if final and consistent with what was trusted before."""
+        checkpoint, _ = final_checkpoint(note, self._trust)
+        if self._trusted is not None:
+            old, old_note = self._trusted
+            # Whichever is older must be a prefix of the newer one.
+            first, second = (old, checkpoint) if old.size <= checkpoint.size else (checkpoint, old)
+            try:
+                proof = [] if first.size in (0, second.size) else self.consistency_proof(
+                    first.size, second.size)
+                if first.size:
+                    merkle.verify_consistency(first.size, second.size, first.root_hash,
+                                              second.root_hash, proof)
+            except ProofError as exc:
+                raise ForkDetected(
+                    f"final checkpoint at size {checkpoint.size} is not consistent with the"
+                    f" trusted one at size {old.size}: {exc}", old_note, note
+                ) from exc
+        if self._trusted is None or checkpoint.size > self._trusted[0].size:
+            self._trusted = (checkpoint, note)
+            self._save(note)
+        return checkpoint
+
+    def _save(self, note: bytes) -> None:
+        if self._state_file is None:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".checkpoint.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(note)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._state_file)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        request = node_pb2.ConsistencyRequest(size1=size1, size2=size2)
+        return list(self._call(self._stub.GetConsistencyProof, request).hashes)
+
+    # --- writes ------------------------------------------------------------------------
+
+    def submit(self, envelope: Envelope | bytes) -> Ack:
+        raw = envelope.raw if isinstance(envelope, Envelope) else envelope
+        response = self._call(self._stub.Submit, node_pb2.SubmitRequest(envelope=raw))
+        return self._ack(raw, response)
+
+    def submit_many(self, envelopes: Iterable[Envelope | bytes]) -> Iterator[Ack | Refused]:
+        """Stream records; yields, per record, a verified ``Ack`` once it is committed or a
+        ``Refused`` saying why the node would not take it."""
+        raws: dict[bytes, bytes] = {}
+
+        def requests() -> Iterator[node_pb2.SubmitRequest]:
+            for env in envelopes:
+                raw = env.raw if isinstance(env, Envelope) else env
+                raws[Envelope.from_bytes(raw).record_id] = raw
+                yield node_pb2.SubmitRequest(envelope=raw)
+
+        try:
+            for response in self._stub.SubmitStream(requests()):
+                raw = raws.pop(response.record_id, b"")
+                if response.status:
+                    yield Refused(response.record_id, _status(response.status), response.error)
+                else:
+                    yield self._ack(raw, response)
+        except grpc.RpcError as exc:
+            raise _wrap(exc) from exc
+
+    def _ack(self, raw: bytes, response: node_pb2.SubmitResponse) -> Ack:
+        """Check the acknowledgement: final checkpoint covering the record at its index."""
+        checkpoint = self._advance(response.checkpoint)
+        envelope = Envelope.from_bytes(raw)
+        if response.record_id != envelope.record_id:
+            raise VerificationError("acknowledgement names another record")
+        if response.index >= checkpoint.size:
+            raise VerificationError("acknowledged index is not covered by its checkpoint")
+        return Ack(response.record_id, response.index, response.height, checkpoint)
+
+    # --- verified reads ----------------------------------------------------------------
+
+    def get_record(self, index: int | None = None, record_id: bytes | None = None
+                   ) -> VerifiedRecord:
+        """Fetch a record with its receipt and verify both before returning."""
+        if (index is None) == (record_id is None):
+            raise ValueError("give exactly one of index or record_id")
+        request = (node_pb2.GetRecordRequest(index=index) if index is not None
+                   else node_pb2.GetRecordRequest(record_id=record_id))
+        response = self._call(self._stub.GetReceipt, request)
+        return self.verify_receipt(response.envelope, response.tlog_proof, expect_index=index)
+
+    def verify_receipt(self, envelope: bytes, receipt: bytes, expect_index: int | None = None
+                       ) -> VerifiedRecord:
+        proof = TlogProof.from_bytes(receipt)
+        if expect_index is not None and proof.index != expect_index:
+            raise VerificationError(f"asked for record {expect_index}, got {proof.index}")
+        checkpoint = self._advance(proof.checkpoint_note)
+        merkle.verify_inclusion(merkle.leaf_hash(envelope), proof.index, checkpoint.size,
+                                list(proof.hashes), checkpoint.root_hash)
+        record = verify_envelope(Envelope.from_bytes(envelope), self._trust.keyring or
+                                 self.genesis.keyring(), self.genesis.network)
+        return VerifiedRecord(proof.index, record, receipt)
+
+    def watch(self, from_index: int = 0) -> Iterator[node_pb2.CommittedRecord]:
+        """Committed records as they come (unverified; use ``get_record`` to verify one)."""
+        try:
+            yield from self._stub.Watch(node_pb2.WatchRequest(from_index=from_index))
+        except grpc.RpcError as exc:
+            raise _wrap(exc) from exc
+
+    def status(self) -> node_pb2.StatusResponse:
+        response: node_pb2.StatusResponse = self._call(
+            self._stub.GetStatus, node_pb2.StatusRequest()
+        )
+        return response

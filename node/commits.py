@@ -1,0 +1,57 @@
+"""Who is waiting for which record, and the committed size for watchers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from ledger.blocks import Block
+
+
+class CommitBoard:
+    """Submit handlers wait here for their records; Watch streams wait for new sizes."""
+
+    def __init__(self, size: int, height: int = 0) -> None:
+        self._cond = threading.Condition()
+        self._waiting: dict[bytes, int] = {}  # record id -> number of waiters
+        self._results: dict[bytes, tuple[int, int]] = {}  # record id -> (index, height)
+        self.size = size
+        self.height = height
+
+    def expect(self, record_id: bytes) -> None:
+        """Register interest before submitting, so a fast commit is not missed."""
+        with self._cond:
+            self._waiting[record_id] = self._waiting.get(record_id, 0) + 1
+
+    def forget(self, record_id: bytes) -> None:
+        with self._cond:
+            left = self._waiting.get(record_id, 0) - 1
+            if left <= 0:
+                self._waiting.pop(record_id, None)
+                self._results.pop(record_id, None)
+            else:
+                self._waiting[record_id] = left
+
+    def committed(self, block: Block, size: int, record_ids: Iterable[bytes]) -> None:
+        first = size - len(block.envelopes)
+        with self._cond:
+            for offset, rid in enumerate(record_ids):
+                if rid in self._waiting:
+                    self._results[rid] = (first + offset, block.header.height)
+            self.size = size
+            self.height = block.header.height
+            self._cond.notify_all()
+
+    def wait(self, record_id: bytes, timeout: float) -> tuple[int, int] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: record_id in self._results, timeout)
+            return self._results.get(record_id)
+
+    def wait_size(self, above: int, timeout: float) -> int:
+        with self._cond:
+            self._cond.wait_for(lambda: self.size > above, timeout)
+            return self.size
+
+    def wait_height(self, height: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.height >= height, timeout)

@@ -1,0 +1,136 @@
+"""Pending records: verified once, de-duplicated, bounded, handed out in arrival order.
+
+Every record is signature-checked exactly once per node, when it first arrives (from a
+client or from a peer's gossip); blocks built or validated later use the cached verdict
+instead of checking again (DESIGN.md, performance approach).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ledger.errors import FormatError, VerificationError
+from ledger.limits import Limits
+from ledger.records import Envelope, Keyring, Record, verify_envelope
+
+
+class MempoolFull(Exception):
+    """Back-pressure: the mempool is at its bound; the client should retry later."""
+
+
+class DuplicateRecord(Exception):
+    """The record is already pending or already on the ledger."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True)
+class MempoolConfig:
+    max_records: int = 100_000
+    max_bytes: int = 256 << 20
+
+
+class Mempool:
+    """Thread-safe: gRPC handler threads add, the consensus thread takes and removes."""
+
+    def __init__(
+        self,
+        network: str,
+        keyring: Keyring,
+        limits: Limits,
+        config: MempoolConfig,
+        committed_index: Callable[[bytes], int | None],
+    ) -> None:
+        self._network = network
+        self._keyring = keyring
+        self._limits = limits
+        self._config = config
+        self._committed_index = committed_index
+        self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
+        self._bytes = 0
+        self._verified: OrderedDict[bytes, None] = OrderedDict()  # leaf-bytes hash cache
+        self._lock = threading.Lock()
+        self.arrived = threading.Condition(self._lock)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def check(self, raw: bytes) -> Record:
+        """Parse and verify a record (no state change); raise a ``VerificationError``."""
+        envelope = Envelope.from_bytes(raw, self._limits)
+        return verify_envelope(envelope, self._keyring, self._network)
+
+    def add(self, raw: bytes) -> Record:
+        """Verify and queue a record from a client or a peer.
+
+        Raises ``VerificationError`` (bad record), ``DuplicateRecord``, ``MempoolFull``.
+        """
+        record = self.check(raw)
+        rid = record.record_id
+        index = self._committed_index(rid)
+        if index is not None:
+            raise DuplicateRecord(f"record {rid.hex()[:16]} is already committed", index)
+        with self._lock:
+            if rid in self._pending:
+                raise DuplicateRecord(f"record {rid.hex()[:16]} is already pending")
+            self._check_room(len(raw))
+            self._pending[rid] = record.envelope
+            self._bytes += len(raw)
+            self._remember_verified(record.envelope)
+            self.arrived.notify_all()
+        return record
+
+    def _check_room(self, size: int) -> None:
+        if len(self._pending) >= self._config.max_records:
+            raise MempoolFull(f"mempool holds {len(self._pending)} records, its limit")
+        if self._bytes + size > self._config.max_bytes:
+            raise MempoolFull(f"mempool holds {self._bytes} bytes, its limit")
+
+    def _remember_verified(self, envelope: Envelope) -> None:
+        self._verified[envelope.leaf_hash] = None
+        while len(self._verified) > 4 * self._config.max_records:
+            self._verified.popitem(last=False)
+
+    def take(self, max_records: int, max_bytes: int) -> list[Envelope]:
+        """The oldest pending records that fit a block (they stay pending until committed)."""
+        out: list[Envelope] = []
+        total = 0
+        with self._lock:
+            for envelope in self._pending.values():
+                if len(out) >= max_records or total + len(envelope.raw) > max_bytes:
+                    break
+                out.append(envelope)
+                total += len(envelope.raw)
+        return out
+
+    def remove(self, record_ids: Iterable[bytes]) -> None:
+        """Drop records that were committed."""
+        with self._lock:
+            for rid in record_ids:
+                envelope = self._pending.pop(rid, None)
+                if envelope is not None:
+                    self._bytes -= len(envelope.raw)
+
+    def verify_for_block(self, raw: bytes) -> Envelope:
+        """A record inside a proposed or fetched block: cached verdict, else full check."""
+        envelope = Envelope.from_bytes(raw, self._limits)
+        with self._lock:
+            known = envelope.leaf_hash in self._verified
+        if not known:
+            verify_envelope(envelope, self._keyring, self._network)
+            with self._lock:
+                self._remember_verified(envelope)
+        return envelope
+
+
+def is_client_fault(exc: BaseException) -> bool:
+    return isinstance(exc, (VerificationError, FormatError))

@@ -1,0 +1,300 @@
+"""One node: storage, mempool, consensus driver, peers and the gRPC server, wired together.
+
+``Node(config).start()`` brings it up; ``stop()`` shuts it down cleanly (the gRPC server
+stops taking calls, consensus stops between actions, LMDB is closed after the last write).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from consensus.certificate import CommitCertificate, check_certificate
+from consensus.crypto import verify_message
+from consensus.events import ConsensusConfig
+from consensus.messages import Proposal, Vote
+from consensus.validators import Validator, ValidatorSet
+from ledger.blocks import Block
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis, genesis_hash
+from ledger.ledger_store import Ledger
+from ledger.storage import Storage, StorageConfig
+from node.app import BlockPolicy, LedgerApp
+from node.checkpoints import CheckpointCollector
+from node.commits import CommitBoard
+from node.config import NodeConfig, read_signing_key
+from node.logging_setup import get_logger
+from node.mempool import DuplicateRecord, Mempool, MempoolConfig, MempoolFull
+from node.metrics import Metrics
+from node.peers import PeerAddress, PeerLink, PeerNetwork
+from node.runtime import ConsensusDriver
+from node.tls import (
+    channel_credentials,
+    channel_options,
+    genesis_all_pems,
+    genesis_node_pems,
+    pins_from_genesis,
+    server_credentials,
+)
+from proto import node_pb2, node_pb2_grpc
+
+GOSSIP_BATCH = 500
+GOSSIP_LINGER_S = 0.002
+PEER_MESSAGE_HEADROOM = 1 << 20
+"""Peer channels carry a block plus its certificate: allow more than one record message."""
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.name = config.node.name
+        self.role = config.node.role
+        self.log = get_logger("node").bind(node=self.name)
+        self.genesis_bytes = config.node.genesis.read_bytes()
+        self.genesis = Genesis.from_bytes(self.genesis_bytes)
+        self.chain_id = genesis_hash(self.genesis_bytes)
+        self.network = self.genesis.network
+        self.limits = config.ledger_limits()
+        self.pins = pins_from_genesis(self.genesis)
+        self.validators = ValidatorSet(tuple(
+            Validator(v.key.public_key, v.power) for v in self.genesis.validators
+        ))
+        self.storage = Storage(config.node.data_dir,
+                               StorageConfig(map_size=config.storage.map_size))
+        self.ledger = Ledger(self.storage, self.chain_id)
+        self.metrics = Metrics()
+        self.mempool_config = MempoolConfig(config.mempool.max_records, config.mempool.max_bytes)
+        self.mempool = Mempool(self.network, self.genesis.keyring(), self.limits,
+                               self.mempool_config, self.ledger.index_of)
+        self.board = CommitBoard(self.ledger.tree.size, self.ledger.head.height)
+        self._tls = (config.keys.tls_cert.read_bytes(), config.keys.tls_key.read_bytes())
+        self.peers = PeerNetwork([
+            PeerLink(PeerAddress(p.name, p.address, p.server_name), self._channel,
+                     self.log, ) for p in config.peers
+        ])
+        self.key = (read_signing_key(config.keys.validator_key)
+                    if config.is_validator and config.keys.validator_key else None)
+        self.checkpoints = CheckpointCollector(
+            self.network, self.genesis.validator_keys, self.genesis.threshold, self.ledger,
+            self.peers, self.key, self.log,
+        )
+        self.driver = self._make_driver() if self.key is not None else None
+        self._gossip: queue.Queue[bytes] = queue.Queue()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.server, self.port = self._make_server()
+        from node.sync import BlockSync  # the sync module needs a constructed Node
+
+        self.sync = BlockSync(self)
+        self._register_metrics()
+
+    # --- construction ------------------------------------------------------------------
+
+    def _channel(self, peer: PeerAddress) -> grpc.Channel:
+        creds = channel_credentials(*self._tls, genesis_node_pems(self.genesis))
+        size = self.config.limits.max_message_bytes + PEER_MESSAGE_HEADROOM
+        return grpc.secure_channel(peer.address, creds, channel_options(peer.server_name, size))
+
+    def _make_driver(self) -> ConsensusDriver:
+        assert self.key is not None
+        c = self.config.consensus
+        app = LedgerApp(
+            self.ledger, self.mempool, self.network, self.key.verifier.key_hash,
+            BlockPolicy(c.max_block_records, c.max_block_bytes,
+                        idle_block_interval_ms=max(1, c.timeout_propose_ms // 2)),
+            self.limits,
+        )
+        consensus = ConsensusConfig(
+            chain_id=self.chain_id, timeout_propose_ms=c.timeout_propose_ms,
+            timeout_prevote_ms=c.timeout_prevote_ms, timeout_precommit_ms=c.timeout_precommit_ms,
+            timeout_delta_ms=c.timeout_delta_ms,
+        )
+        peer_of = {v.key.public_key: v.agency for v in self.genesis.validators if v.agency}
+        return ConsensusDriver(
+            config=consensus, validators=self.validators, key=self.key, app=app,
+            ledger=self.ledger, peers=self.peers, checkpoints=self.checkpoints, board=self.board,
+            peer_of_validator=peer_of, metrics=self.metrics, log=self.log,
+        )
+
+    def _make_server(self) -> tuple[grpc.Server, int]:
+        from node.service import LedgerService, PeerService
+
+        size = self.config.limits.max_message_bytes + PEER_MESSAGE_HEADROOM
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+            options=[("grpc.max_receive_message_length", size),
+                     ("grpc.max_send_message_length", size)],
+            maximum_concurrent_rpcs=1000,
+        )
+        node_pb2_grpc.add_LedgerServicer_to_server(  # type: ignore[no-untyped-call]
+            LedgerService(self), server)
+        node_pb2_grpc.add_PeerServicer_to_server(  # type: ignore[no-untyped-call]
+            PeerService(self), server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (
+            node_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
+            node_pb2.DESCRIPTOR.services_by_name["Peer"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        creds = server_credentials(*self._tls, genesis_all_pems(self.genesis))
+        port = server.add_secure_port(self.config.node.listen, creds)
+        if port == 0:
+            raise LedgerError(f"cannot listen on {self.config.node.listen}")
+        return server, port
+
+    def _register_metrics(self) -> None:
+        m = self.metrics
+        m.gauge_from("shadowledger_mempool_records", "Records waiting in the mempool",
+                     lambda: len(self.mempool))
+        m.gauge_from("shadowledger_mempool_bytes", "Bytes waiting in the mempool",
+                     lambda: self.mempool.size_bytes)
+        m.gauge_from("shadowledger_peers_connected", "Peers with a live outgoing link",
+                     lambda: len(self.peers.connected()))
+        m.height.set(self.ledger.head.height)
+        m.tree_size.set(self.ledger.head.tree_size)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.server.start()
+        self.peers.start()
+        if self.config.metrics.enabled:
+            self.metrics.serve(self.config.metrics.listen)
+        self._spawn(self._gossip_loop, "gossip")
+        self._spawn(self._hello_loop, "hello")
+        if self.driver is not None:
+            self.driver.start()
+        else:
+            self.sync.follow()
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.log.info("node started", role=self.role, listen=self.config.node.listen,
+                      height=self.ledger.head.height, tree_size=self.ledger.tree.size)
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.log.info("node stopping")
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace=1).wait(5)
+        self.sync.stop()
+        if self.driver is not None:
+            self.driver.stop()
+        self.peers.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.storage.close()
+        self.log.info("node stopped", height=self.ledger.head.height)
+
+    # --- peer traffic ------------------------------------------------------------------
+
+    def gossip_record(self, raw: bytes) -> None:
+        self._gossip.put(raw)
+
+    def _gossip_loop(self) -> None:
+        """Batch records accepted from clients and send them to every peer."""
+        while not self._stopped.is_set():
+            try:
+                batch = [self._gossip.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            deadline = time.monotonic() + GOSSIP_LINGER_S
+            while len(batch) < GOSSIP_BATCH:
+                try:
+                    batch.append(self._gossip.get(timeout=max(0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            msg = node_pb2.PeerMessage(records=node_pb2.RecordBatch(envelopes=batch))
+            self.peers.broadcast(msg)
+
+    def _hello_loop(self) -> None:
+        """Tell peers our height now and then, so a node that fell behind notices."""
+        while not self._stopped.wait(1.0):
+            hello = node_pb2.Hello(node=self.name, height=self.ledger.head.height)
+            self.peers.broadcast(node_pb2.PeerMessage(hello=hello))
+
+    def on_peer_message(self, sender: str, message: node_pb2.PeerMessage) -> None:
+        """Check and dispatch one message from a peer; a bad one is logged and dropped."""
+        kind = message.WhichOneof("kind")
+        try:
+            self._dispatch(sender, kind, message)
+        except LedgerError as exc:
+            self.log.warning("peer message refused", peer=sender, kind=kind, error=str(exc))
+
+    def _dispatch(self, sender: str, kind: str | None, message: node_pb2.PeerMessage) -> None:
+        driver = self.driver
+        if kind == "records":
+            if driver is not None:
+                for raw in message.records.envelopes:
+                    self._admit_gossiped(raw)
+        elif kind == "checkpoint_signature":
+            sig = message.checkpoint_signature
+            self.checkpoints.add(sig.tree_size, sig.signature_line)
+        elif kind == "hello":
+            if message.hello.height > self.ledger.head.height + 1:
+                self.sync.trigger(sender)
+        elif kind == "commit":
+            self._on_commit(sender, message.commit)
+        elif driver is None:
+            return  # an observer takes no part in consensus
+        elif kind == "proposal":
+            proposal = Proposal.from_bytes(message.proposal.proposal)
+            verify_message(proposal, self.validators, self.chain_id)
+            driver.on_proposal(proposal, message.proposal.block)
+        elif kind == "vote":
+            vote = Vote.from_bytes(message.vote)
+            verify_message(vote, self.validators, self.chain_id)
+            driver.on_vote(vote)
+        elif kind == "block_request":
+            req = message.block_request
+            driver.on_block_request(sender, req.height, req.block_id)
+        elif kind == "block":
+            driver.on_block(message.block.height, message.block.block)
+
+    def _admit_gossiped(self, raw: bytes) -> None:
+        try:
+            self.mempool.add(raw)
+        except (DuplicateRecord, MempoolFull):
+            pass
+        except LedgerError as exc:
+            self.log.warning("peer gossiped a bad record", error=str(exc))
+
+    def _on_commit(self, sender: str, commit: node_pb2.CommittedBlock) -> None:
+        cert = CommitCertificate.from_bytes(commit.certificate)
+        check_certificate(cert, self.validators, self.chain_id)
+        head = self.ledger.head.height
+        if cert.height <= head:
+            return
+        if cert.height > head + 1 or self.driver is None:
+            self.sync.trigger(sender)
+            return
+        block = Block.from_bytes(commit.block, self.limits)
+        if block.hash != cert.block_id:
+            raise LedgerError("committed block does not match its certificate")
+        self.driver.on_commit(cert, commit.block)
+
+    # --- reads for the services --------------------------------------------------------
+
+    def committed_block(self, height: int) -> node_pb2.CommittedBlock:
+        block = self.ledger.block(height)
+        return node_pb2.CommittedBlock(
+            block=block.to_bytes(),
+            certificate=self.ledger.certificate(height) or b"",
+            checkpoint=self.ledger.checkpoint(block.header.tree_size) or b"",
+        )
+
+    def wait_height(self, height: int, timeout: float) -> bool:
+        return self.board.wait_height(height, timeout)

@@ -1,0 +1,142 @@
+"""Outgoing links to the other nodes: one long-lived mTLS gRPC stream per peer.
+
+Each link has a bounded send queue and a thread that (re)connects with backoff and
+streams queued messages. Consensus tolerates lost messages (its retry timer resends), so a
+full queue drops the oldest message instead of blocking the consensus thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from proto import node_pb2, node_pb2_grpc
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    name: str
+    """The peer's agency name (as in genesis)."""
+    address: str
+    server_name: str
+    """The TLS name in the peer's certificate (checked against the pinned certificates)."""
+
+
+class PeerLink:
+    """Streams ``PeerMessage``s to one peer, reconnecting forever until stopped."""
+
+    def __init__(
+        self,
+        peer: PeerAddress,
+        make_channel: Callable[[PeerAddress], grpc.Channel],
+        log: Any,
+        max_queue: int = 20_000,
+    ) -> None:
+        self.peer = peer
+        self._make_channel = make_channel
+        self._log = log
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._stopped = threading.Event()
+        self.connected = False
+        self.dropped = 0
+        self._channel: grpc.Channel | None = None
+        self._thread = threading.Thread(target=self._run, name=f"peer-{peer.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, message: node_pb2.PeerMessage) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(message)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.send(_STOP)  # type: ignore[arg-type]
+        if self._channel is not None:
+            self._channel.close()
+        self._thread.join(timeout=5)
+
+    def channel(self) -> grpc.Channel:
+        """A channel to this peer for unary or server-streaming calls (catch-up)."""
+        return self._make_channel(self.peer)
+
+    def _messages(self) -> Iterator[node_pb2.PeerMessage]:
+        while not self._stopped.is_set():
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is _STOP:
+                return
+            yield item  # type: ignore[misc]
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stopped.is_set():
+            self._channel = self._make_channel(self.peer)
+            stub: Any = node_pb2_grpc.PeerStub(self._channel)  # type: ignore[no-untyped-call]
+            try:
+                grpc.channel_ready_future(self._channel).result(timeout=2)
+                self.connected = True
+                backoff = 0.05
+                self._log.info("peer connected", peer=self.peer.name)
+                stub.Gossip(self._messages())
+            except (grpc.RpcError, grpc.FutureTimeoutError) as exc:
+                if not self._stopped.is_set() and self.connected:
+                    self._log.warning("peer link lost", peer=self.peer.name, error=str(exc)[:200])
+            finally:
+                self.connected = False
+                self._channel.close()
+            self._stopped.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+
+class PeerNetwork:
+    """All outgoing links of a node."""
+
+    def __init__(self, links: Sequence[PeerLink]) -> None:
+        self.links = {link.peer.name: link for link in links}
+
+    def start(self) -> None:
+        for link in self.links.values():
+            link.start()
+
+    def stop(self) -> None:
+        for link in self.links.values():
+            link.stop()
+
+    def broadcast(self, message: node_pb2.PeerMessage) -> None:
+        for link in self.links.values():
+            link.send(message)
+
+    def send(self, name: str, message: node_pb2.PeerMessage) -> None:
+        link = self.links.get(name)
+        if link is not None:
+            link.send(message)
+
+    def connected(self) -> list[str]:
+        return sorted(name for name, link in self.links.items() if link.connected)
+
+    def wait_connected(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.connected()) >= count:
+                return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,286 @@
+"""The consensus driver: one thread owns the state machine and executes its actions.
+
+gRPC handler threads decode and signature-check peer messages (in parallel: signature
+checks release the GIL), then hand them to this thread through a queue. The thread feeds
+them to ``consensus.tendermint.Tendermint`` with ``now``, fires timers, and runs the
+returned actions in order. ``PersistSafety`` is written durably to LMDB before the next
+action runs, so no vote leaves the node before its (height, round, step) is on disk.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from consensus.certificate import CommitCertificate
+from consensus.crypto import Ed25519Signer
+from consensus.events import (
+    Action,
+    BlockReceived,
+    BroadcastProposal,
+    BroadcastVote,
+    CommitBlock,
+    CommitReceived,
+    ConsensusConfig,
+    PersistSafety,
+    ProposalReceived,
+    ReportEvidence,
+    RequestBlock,
+    SafetyState,
+    ScheduleTimeout,
+    SendCommit,
+    Timeout,
+    TimeoutExpired,
+    VoteReceived,
+)
+from consensus.messages import Proposal, Vote
+from consensus.tendermint import Tendermint
+from consensus.validators import ValidatorSet
+from ledger.errors import LedgerError
+from ledger.keys import SigningKey
+from ledger.ledger_store import Ledger
+from node.app import LedgerApp
+from node.checkpoints import CheckpointCollector
+from node.commits import CommitBoard
+from node.metrics import Metrics
+from node.peers import PeerNetwork
+from proto import node_pb2
+
+T = TypeVar("T")
+_SAFETY_KEY = b"safety"
+_EVIDENCE_PREFIX = b"evidence/"
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+@dataclass(order=True)
+class _Timer:
+    deadline: int
+    seq: int
+    timeout: Timeout = field(compare=False)
+
+
+class ConsensusDriver:
+    """Runs one validator's consensus on a thread of its own."""
+
+    def __init__(
+        self,
+        *,
+        config: ConsensusConfig,
+        validators: ValidatorSet,
+        key: SigningKey,
+        app: LedgerApp,
+        ledger: Ledger,
+        peers: PeerNetwork,
+        checkpoints: CheckpointCollector,
+        board: CommitBoard,
+        peer_of_validator: dict[bytes, str],
+        metrics: Metrics,
+        log: Any,
+    ) -> None:
+        self.config = config
+        self.validators = validators
+        self.key = key
+        self.app = app
+        self.ledger = ledger
+        self.peers = peers
+        self.checkpoints = checkpoints
+        self.board = board
+        self.peer_of_validator = peer_of_validator
+        self.metrics = metrics
+        self.log = log
+        self._inbox: queue.Queue[Callable[[int], Any]] = queue.Queue()
+        self._timers: list[_Timer] = []
+        self._seq = itertools.count()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="consensus", daemon=True)
+        self.tm = self._new_state_machine()
+
+    # --- state machine lifecycle -------------------------------------------------------
+
+    def _new_state_machine(self) -> Tendermint:
+        height = self.ledger.head.height + 1
+        safety = self._load_safety()
+        if safety is not None and safety.height != height:
+            safety = None  # signed only at heights already decided: nothing to resume
+        self.app.reset_tip()
+        self._timers.clear()
+        return Tendermint(self.config, self.validators, Ed25519Signer(self.key.seed), self.app,
+                          height, safety)
+
+    def _load_safety(self) -> SafetyState | None:
+        with self.ledger.storage.read() as txn:
+            raw = txn.get(_SAFETY_KEY, db=self.ledger.storage.db(b"consensus"))
+        return None if raw is None else SafetyState.from_bytes(bytes(raw))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._inbox.put(lambda now: None)
+        self._thread.join(timeout=10)
+
+    # --- inputs (any thread) -----------------------------------------------------------
+
+    def on_proposal(self, proposal: Proposal, block: bytes) -> None:
+        self._inbox.put(lambda now: self.tm.handle(ProposalReceived(proposal, block, now)))
+
+    def on_vote(self, vote: Vote) -> None:
+        self._inbox.put(lambda now: self.tm.handle(VoteReceived(vote, now)))
+
+    def on_block(self, height: int, block: bytes) -> None:
+        block_id = self.app.block_id(block)
+        self._inbox.put(
+            lambda now: self.tm.handle(BlockReceived(height, block_id, block, now))
+        )
+
+    def on_commit(self, certificate: CommitCertificate, block: bytes) -> None:
+        """A verified certificate for a block; applied if it is for our current height."""
+
+        def apply(now: int) -> list[Action]:
+            if certificate.height != self.tm.height:
+                return []
+            return self.tm.handle(CommitReceived(certificate, block, now))
+
+        self._inbox.put(apply)
+
+    def on_block_request(self, peer: str, height: int, block_id: bytes) -> None:
+        def answer(now: int) -> None:
+            block = self.tm.known_block(block_id) if height == self.tm.height else None
+            if block is None and 0 < height <= self.ledger.head.height:
+                stored = self.ledger.block(height)
+                block = stored.to_bytes() if stored.hash == block_id else None
+            if block is not None:
+                msg = node_pb2.PeerMessage(block=node_pb2.BlockMessage(height=height, block=block))
+                self.peers.send(peer, msg)
+
+        self._inbox.put(answer)
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run ``fn`` on the consensus thread and return its result (or raise its error)."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run(now: int) -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed back to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        self._inbox.put(run)
+        if not done.wait(timeout):
+            raise LedgerError(f"consensus thread did not run the call within {timeout} s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]  # type: ignore[no-any-return]
+
+    def restart_at_head(self) -> None:
+        """After blocks were applied outside consensus: resume at the new head.
+
+        Call on the consensus thread (through ``call``).
+        """
+        self.tm = self._new_state_machine()
+        self._execute(self.tm.start(monotonic_ms()))
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._execute(self.tm.start(monotonic_ms()))
+        while not self._stopped.is_set():
+            now = monotonic_ms()
+            wait = (self._timers[0].deadline - now) / 1000 if self._timers else 0.5
+            try:
+                item = self._inbox.get(timeout=max(0.0, min(wait, 0.5)))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                try:
+                    self._execute(item(monotonic_ms()))
+                except Exception:  # a bad input must not stop consensus
+                    self.log.exception("consensus input failed")
+            self._fire_timers()
+
+    def _fire_timers(self) -> None:
+        now = monotonic_ms()
+        while self._timers and self._timers[0].deadline <= now:
+            timer = heapq.heappop(self._timers)
+            self._execute(self.tm.handle(TimeoutExpired(timer.timeout, now)))
+
+    def _execute(self, actions: list[Action] | None) -> None:
+        for action in actions or ():
+            try:
+                self._do(action)
+            except Exception:  # one bad action must not kill consensus
+                self.log.exception("consensus action failed", action=type(action).__name__)
+                if isinstance(action, (PersistSafety, CommitBlock)):
+                    raise  # durability failed: stop rather than risk safety
+
+    def _do(self, action: Action) -> None:
+        if isinstance(action, PersistSafety):
+            with self.ledger.storage.write() as txn:  # synced before the vote is sent
+                txn.put(_SAFETY_KEY, action.state.to_bytes(),
+                        db=self.ledger.storage.db(b"consensus"))
+        elif isinstance(action, BroadcastVote):
+            self.peers.broadcast(node_pb2.PeerMessage(vote=action.vote.to_bytes()))
+        elif isinstance(action, BroadcastProposal):
+            msg = node_pb2.ProposalMessage(proposal=action.proposal.to_bytes(), block=action.block)
+            self.peers.broadcast(node_pb2.PeerMessage(proposal=msg))
+        elif isinstance(action, ScheduleTimeout):
+            heapq.heappush(self._timers,
+                           _Timer(action.deadline, next(self._seq), action.timeout))
+        elif isinstance(action, CommitBlock):
+            self._commit(action)
+        elif isinstance(action, RequestBlock):
+            req = node_pb2.BlockRequest(height=action.height, block_id=action.block_id)
+            self.peers.broadcast(node_pb2.PeerMessage(block_request=req))
+        elif isinstance(action, SendCommit):
+            self._send_commit(action)
+        elif isinstance(action, ReportEvidence):
+            self._store_evidence(action)
+
+    def _commit(self, action: CommitBlock) -> None:
+        if action.height <= self.ledger.head.height:
+            self.app.committed(action.height)  # catch-up applied it already
+            return
+        started = time.perf_counter()
+        staged = self.app.staged(action.height)
+        if staged is None:  # not staged by the decided() hook
+            self.app.decided(action.height, action.block_id, action.block)
+            staged = self.app.staged(action.height)
+        assert staged is not None
+        block, ids = staged
+        self.ledger.commit_block(block, action.certificate.to_bytes(), record_ids=ids)
+        self.app.committed(action.height)
+        self.board.committed(block, self.ledger.head.tree_size, ids)
+        self.metrics.block_committed(block, time.perf_counter() - started)
+        self.checkpoints.sign_and_share(block.header.tree_size)
+        self.log.debug("block committed", height=action.height, records=len(block.envelopes))
+
+    def _send_commit(self, action: SendCommit) -> None:
+        peer = self.peer_of_validator.get(action.peer)
+        if peer is None or not 0 < action.height <= self.ledger.head.height:
+            return
+        block = self.ledger.block(action.height)
+        cert = self.ledger.certificate(action.height) or b""
+        msg = node_pb2.CommittedBlock(block=block.to_bytes(), certificate=cert)
+        self.peers.send(peer, node_pb2.PeerMessage(commit=msg))
+
+    def _store_evidence(self, action: ReportEvidence) -> None:
+        evidence = action.evidence
+        key = _EVIDENCE_PREFIX + evidence.height.to_bytes(8, "big") + evidence.validator
+        with self.ledger.storage.write() as txn:
+            txn.put(key, evidence.to_bytes(), db=self.ledger.storage.db(b"consensus"))
+        self.metrics.evidence.inc()
+        self.log.warning("equivocation detected", height=evidence.height,
+                         validator=evidence.validator.hex()[:16])

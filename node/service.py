@@ -1,0 +1,301 @@
+"""gRPC servicers: thin. Authenticate, decode, call the core, map errors to status codes.
+
+Status codes (STYLE.md rule 2):
+- INVALID_ARGUMENT: malformed bytes, wrong network, a proof request outside the tree;
+- UNAUTHENTICATED: no pinned certificate, or a record whose signature does not verify or
+  whose signer is unknown;
+- PERMISSION_DENIED: an agency submitting another agency's record, an auditor writing,
+  a client calling the peer service;
+- ALREADY_EXISTS: the record is already committed or pending;
+- RESOURCE_EXHAUSTED: an oversized record, or a full mempool (back-pressure: retry later);
+- FAILED_PRECONDITION: a write to an observer, a receipt before any final checkpoint;
+- NOT_FOUND: no such record or checkpoint;
+- UNAVAILABLE: not committed before the deadline (the record stays pending).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import NoReturn
+
+import grpc
+
+from ledger.errors import FormatError, LedgerError, SignatureError, UsageError
+from ledger.records import Envelope
+from node.mempool import DuplicateRecord, MempoolFull
+from node.node import Node
+from node.tls import Identity, peer_identity
+from proto import node_pb2, node_pb2_grpc
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable")  # context.abort raises
+
+
+class SubmitRefused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class LedgerService(node_pb2_grpc.LedgerServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # --- authentication ----------------------------------------------------------------
+
+    def _identity(self, context: grpc.ServicerContext) -> Identity:
+        identity = peer_identity(context, self.node.pins)
+        if identity is None:
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED,
+                   "client certificate is not pinned in this network's genesis")
+        return identity
+
+    # --- submissions -------------------------------------------------------------------
+
+    def _accept(self, raw: bytes, who: Identity) -> Envelope:
+        """Admit one record to the mempool or raise ``SubmitRefused``."""
+        node = self.node
+        if node.driver is None:
+            raise SubmitRefused(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this is an observer node: it does not accept records;"
+                                " submit to a validator")
+        if who.role == "auditor":
+            raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{who.agency} is an auditor: it may read, not write")
+        if len(raw) > node.limits.max_record_bytes:
+            raise SubmitRefused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"record is {len(raw)} bytes; the limit is"
+                                f" {node.limits.max_record_bytes}")
+        try:
+            record = node.mempool.check(raw)
+        except SignatureError as exc:
+            raise SubmitRefused(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
+        except FormatError as exc:
+            raise SubmitRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        if record.body.agency != who.agency:
+            raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED,
+                                f"client of {who.agency} may not submit records of"
+                                f" {record.body.agency}")
+        node.board.expect(record.record_id)
+        try:
+            node.mempool.add(raw)
+        except DuplicateRecord as exc:
+            node.board.forget(record.record_id)
+            raise SubmitRefused(grpc.StatusCode.ALREADY_EXISTS, str(exc)) from exc
+        except MempoolFull as exc:
+            node.board.forget(record.record_id)
+            node.metrics.rejected.labels("mempool_full").inc()
+            raise SubmitRefused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{exc}; retry with backoff") from exc
+        except LedgerError as exc:
+            node.board.forget(record.record_id)
+            raise SubmitRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        node.gossip_record(raw)
+        node.metrics.submitted.inc()
+        return record.envelope
+
+    def _await(self, envelope: Envelope, started: float, timeout: float
+               ) -> node_pb2.SubmitResponse:
+        """Wait for commit and a final checkpoint covering the record."""
+        node = self.node
+        rid = envelope.record_id
+        try:
+            deadline = time.monotonic() + timeout
+            placed = node.board.wait(rid, timeout)
+            if placed is None:
+                raise SubmitRefused(grpc.StatusCode.UNAVAILABLE,
+                                    f"record {rid.hex()[:16]} not committed within {timeout:.0f}"
+                                    " s; it stays pending: look it up by id later")
+            index, height = placed
+            final = node.checkpoints.wait_final(index + 1, max(0.0, deadline - time.monotonic()))
+            if final is None:
+                raise SubmitRefused(grpc.StatusCode.UNAVAILABLE,
+                                    f"record committed at index {index} but no final checkpoint"
+                                    " yet; fetch its receipt later")
+        finally:
+            node.board.forget(rid)
+        node.metrics.commit_latency.observe(time.monotonic() - started)
+        return node_pb2.SubmitResponse(record_id=rid, index=index, height=height,
+                                       checkpoint=final[1])
+
+    def Submit(self, request: node_pb2.SubmitRequest, context: grpc.ServicerContext
+               ) -> node_pb2.SubmitResponse:
+        who = self._identity(context)
+        started = time.monotonic()
+        remaining = context.time_remaining()
+        timeout = min(remaining if remaining is not None else 60.0, 60.0)
+        try:
+            envelope = self._accept(request.envelope, who)
+            return self._await(envelope, started, timeout)
+        except SubmitRefused as exc:
+            _abort(context, exc.code, exc.message)
+
+    def SubmitStream(self, request_iterator: Iterator[node_pb2.SubmitRequest],
+                     context: grpc.ServicerContext) -> Iterator[node_pb2.SubmitResponse]:
+        who = self._identity(context)
+        pending: queue.Queue[tuple[float, Envelope | SubmitRefused, bytes] | None] = queue.Queue(
+            maxsize=self.node.mempool_config.max_records
+        )
+
+        def read() -> None:
+            try:
+                for request in request_iterator:
+                    started = time.monotonic()
+                    try:
+                        item: Envelope | SubmitRefused = self._accept(request.envelope, who)
+                    except SubmitRefused as exc:
+                        item = exc
+                    pending.put((started, item, request.envelope))
+            except grpc.RpcError:
+                pass
+            finally:
+                pending.put(None)
+
+        threading.Thread(target=read, name="submit-stream", daemon=True).start()
+        while context.is_active():
+            entry = pending.get()
+            if entry is None:
+                return
+            started, item, raw = entry
+            if isinstance(item, Envelope):
+                try:
+                    yield self._await(item, started, 60.0)
+                    continue
+                except SubmitRefused as exc:
+                    item = exc
+            yield node_pb2.SubmitResponse(
+                record_id=_record_id_or_empty(raw), status=item.code.value[0], error=item.message
+            )
+
+    # --- reads -------------------------------------------------------------------------
+
+    def _index(self, request: node_pb2.GetRecordRequest, context: grpc.ServicerContext) -> int:
+        ledger = self.node.ledger
+        if request.WhichOneof("key") == "record_id":
+            index = ledger.index_of(request.record_id)
+            if index is None:
+                _abort(context, grpc.StatusCode.NOT_FOUND,
+                       f"no committed record with id {request.record_id.hex()[:16]}")
+            return index
+        if request.index >= ledger.tree.size:
+            _abort(context, grpc.StatusCode.NOT_FOUND,
+                   f"no record at index {request.index}; the ledger holds {ledger.tree.size}")
+        return request.index
+
+    def GetRecord(self, request: node_pb2.GetRecordRequest, context: grpc.ServicerContext
+                  ) -> node_pb2.RecordResponse:
+        self._identity(context)
+        index = self._index(request, context)
+        return node_pb2.RecordResponse(index=index, envelope=self.node.ledger.record(index))
+
+    def GetReceipt(self, request: node_pb2.GetRecordRequest, context: grpc.ServicerContext
+                   ) -> node_pb2.ReceiptResponse:
+        self._identity(context)
+        index = self._index(request, context)
+        ledger = self.node.ledger
+        size = request.tree_size or None
+        if size is None:
+            latest = ledger.latest_checkpoint()
+            if latest is None or latest[0] <= index:
+                _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                       f"record {index} is not yet covered by a final checkpoint; retry shortly")
+        try:
+            receipt = ledger.receipt(index, size)
+        except UsageError as exc:
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return node_pb2.ReceiptResponse(index=index, envelope=ledger.record(index),
+                                        tlog_proof=receipt)
+
+    def GetConsistencyProof(self, request: node_pb2.ConsistencyRequest,
+                            context: grpc.ServicerContext) -> node_pb2.ConsistencyResponse:
+        self._identity(context)
+        size = self.node.ledger.tree.size
+        if not 0 < request.size1 <= request.size2 <= size:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                   f"need 0 < size1 <= size2 <= {size}, got {request.size1}, {request.size2}")
+        hashes = self.node.ledger.consistency_proof(request.size1, request.size2)
+        return node_pb2.ConsistencyResponse(hashes=hashes)
+
+    def GetCheckpoint(self, request: node_pb2.CheckpointRequest, context: grpc.ServicerContext
+                      ) -> node_pb2.CheckpointResponse:
+        self._identity(context)
+        ledger = self.node.ledger
+        if request.tree_size:
+            note = ledger.checkpoint(request.tree_size)
+            if note is None:
+                _abort(context, grpc.StatusCode.NOT_FOUND,
+                       f"no final checkpoint for tree size {request.tree_size}")
+            return node_pb2.CheckpointResponse(note=note, tree_size=request.tree_size)
+        latest = ledger.latest_checkpoint()
+        if latest is None:
+            _abort(context, grpc.StatusCode.NOT_FOUND, "no final checkpoint yet")
+        return node_pb2.CheckpointResponse(note=latest[1], tree_size=latest[0])
+
+    def Watch(self, request: node_pb2.WatchRequest, context: grpc.ServicerContext
+              ) -> Iterator[node_pb2.CommittedRecord]:
+        self._identity(context)
+        index = request.from_index
+        while context.is_active():
+            size = self.node.board.wait_size(index, 1.0) if index >= self.node.board.size \
+                else self.node.board.size
+            for i in range(index, size):
+                yield node_pb2.CommittedRecord(index=i, envelope=self.node.ledger.record(i))
+            index = max(index, size)
+
+    def GetStatus(self, request: node_pb2.StatusRequest, context: grpc.ServicerContext
+                  ) -> node_pb2.StatusResponse:
+        self._identity(context)
+        node = self.node
+        head = node.ledger.head
+        return node_pb2.StatusResponse(
+            node=node.name, role=node.role, height=head.height, tree_size=head.tree_size,
+            root=node.ledger.tree.root(head.tree_size), mempool_records=len(node.mempool),
+            connected_peers=node.peers.connected(),
+        )
+
+
+def _record_id_or_empty(raw: bytes) -> bytes:
+    try:
+        return Envelope.from_bytes(raw).record_id
+    except LedgerError:
+        return b""
+
+
+class PeerService(node_pb2_grpc.PeerServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def _peer(self, context: grpc.ServicerContext) -> Identity:
+        identity = peer_identity(context, self.node.pins)
+        if identity is None or not identity.is_node:
+            _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                   "only the network's nodes may use the peer service")
+        return identity
+
+    def Gossip(self, request_iterator: Iterator[node_pb2.PeerMessage],
+               context: grpc.ServicerContext) -> node_pb2.GossipAck:
+        peer = self._peer(context)
+        for message in request_iterator:
+            self.node.on_peer_message(peer.agency, message)
+        return node_pb2.GossipAck()
+
+    def GetBlocks(self, request: node_pb2.BlocksRequest, context: grpc.ServicerContext
+                  ) -> Iterator[node_pb2.CommittedBlock]:
+        self._peer(context)
+        ledger = self.node.ledger
+        height = max(1, request.from_height)
+        while context.is_active():
+            head = ledger.head.height
+            last = min(head, request.to_height) if request.to_height else head
+            for h in range(height, last + 1):
+                yield self.node.committed_block(h)
+            height = max(height, last + 1)
+            if not request.follow or (request.to_height and height > request.to_height):
+                return
+            self.node.wait_height(height, 1.0)

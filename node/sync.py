@@ -1,0 +1,138 @@
+"""Catch-up: fetch committed blocks from a peer, verify them, apply them.
+
+A validator that was down or joins late, and every observer, streams blocks with their
+commit certificates from a peer (``Peer.GetBlocks``). Each block is checked before it is
+applied: the certificate must carry precommits of a quorum of the genesis validators for
+exactly this block, every record's signature must verify, and the block must extend the
+local chain with a tree root that matches its records (``Ledger.commit_block``).
+A peer that serves anything else is dropped and another one is tried.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from consensus.certificate import CommitCertificate, check_certificate
+from ledger.blocks import Block
+from ledger.errors import LedgerError, VerificationError
+from proto import node_pb2, node_pb2_grpc
+
+if TYPE_CHECKING:
+    from node.node import Node
+
+
+class BlockSync:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.log = node.log
+        self._lock = threading.Lock()
+        self._running = False
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def trigger(self, peer: str) -> None:
+        """Catch up from ``peer`` in the background, unless already catching up."""
+        with self._lock:
+            if self._running or self._stopped.is_set():
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._catch_up, args=(peer,), daemon=True,
+                                        name="catch-up")
+        self._thread.start()
+
+    def follow(self) -> None:
+        """Observers: stay subscribed to the validators' committed blocks, forever."""
+        with self._lock:
+            self._running = True
+        self._thread = threading.Thread(target=self._follow, daemon=True, name="follow")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _catch_up(self, peer: str) -> None:
+        try:
+            applied = self._stream(peer, follow=False)
+            driver = self.node.driver
+            if applied and driver is not None:
+                driver.call(driver.restart_at_head)
+            self.log.info("caught up", peer=peer, blocks=applied,
+                          height=self.node.ledger.head.height)
+        except (grpc.RpcError, LedgerError) as exc:
+            self.log.warning("catch-up failed", peer=peer, error=str(exc)[:300])
+        finally:
+            with self._lock:
+                self._running = False
+
+    def _follow(self) -> None:
+        peers = list(self.node.peers.links)
+        turn = 0
+        while not self._stopped.is_set() and peers:
+            peer = peers[turn % len(peers)]
+            turn += 1
+            try:
+                self._stream(peer, follow=True)
+            except (grpc.RpcError, LedgerError) as exc:
+                if not self._stopped.is_set():
+                    self.log.info("follow stream ended", peer=peer, error=str(exc)[:200])
+            self._stopped.wait(0.5)
+
+    def _stream(self, peer: str, follow: bool) -> int:
+        link = self.node.peers.links.get(peer)
+        if link is None:
+            return 0
+        channel = link.channel()
+        stub: Any = node_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+        applied = 0
+        try:
+            request = node_pb2.BlocksRequest(from_height=self.node.ledger.head.height + 1,
+                                             follow=follow)
+            responses = stub.GetBlocks(request)
+            for committed in responses:
+                if self._stopped.is_set():
+                    responses.cancel()
+                    break
+                self._apply(committed)
+                applied += 1
+        finally:
+            channel.close()
+        return applied
+
+    def _apply(self, committed: node_pb2.CommittedBlock) -> None:
+        node = self.node
+        block = Block.from_bytes(committed.block, node.limits)
+        cert = CommitCertificate.from_bytes(committed.certificate)
+        check_certificate(cert, node.validators, node.chain_id)
+        if cert.height != block.header.height or cert.block_id != block.hash:
+            raise VerificationError("certificate does not name this block")
+        ids = [node.mempool.verify_for_block(raw).record_id for raw in block.envelopes]
+
+        def commit() -> None:
+            if block.header.height != node.ledger.head.height + 1:
+                return  # consensus got there first
+            started = time.perf_counter()
+            node.ledger.commit_block(block, committed.certificate, record_ids=ids)
+            node.mempool.remove(ids)
+            node.board.committed(block, node.ledger.head.tree_size, ids)
+            node.metrics.block_committed(block, time.perf_counter() - started)
+            if committed.checkpoint:
+                self._offer_checkpoint(committed.checkpoint, block.header.tree_size)
+            node.checkpoints.sign_and_share(block.header.tree_size)
+
+        if node.driver is None:
+            commit()
+        else:
+            node.driver.call(commit)
+
+    def _offer_checkpoint(self, note: bytes, size: int) -> None:
+        """Feed the signature lines of a peer's checkpoint to our collector (each checked)."""
+        _text, _, lines = note.decode("utf-8", "replace").rpartition("\n\n")
+        for line in lines.split("\n"):
+            if line:
+                self.node.checkpoints.add(size, line)

@@ -1,0 +1,213 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("envelope",)
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: bytes
+    def __init__(self, envelope: _Optional[bytes] = ...) -> None: ...
+
+class SubmitResponse(_message.Message):
+    __slots__ = ("record_id", "index", "checkpoint", "height", "status", "error")
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    record_id: bytes
+    index: int
+    checkpoint: bytes
+    height: int
+    status: int
+    error: str
+    def __init__(self, record_id: _Optional[bytes] = ..., index: _Optional[int] = ..., checkpoint: _Optional[bytes] = ..., height: _Optional[int] = ..., status: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class GetRecordRequest(_message.Message):
+    __slots__ = ("index", "record_id", "tree_size")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    record_id: bytes
+    tree_size: int
+    def __init__(self, index: _Optional[int] = ..., record_id: _Optional[bytes] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class RecordResponse(_message.Message):
+    __slots__ = ("index", "envelope")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    envelope: bytes
+    def __init__(self, index: _Optional[int] = ..., envelope: _Optional[bytes] = ...) -> None: ...
+
+class ReceiptResponse(_message.Message):
+    __slots__ = ("index", "envelope", "tlog_proof")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    TLOG_PROOF_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    envelope: bytes
+    tlog_proof: bytes
+    def __init__(self, index: _Optional[int] = ..., envelope: _Optional[bytes] = ..., tlog_proof: _Optional[bytes] = ...) -> None: ...
+
+class ConsistencyRequest(_message.Message):
+    __slots__ = ("size1", "size2")
+    SIZE1_FIELD_NUMBER: _ClassVar[int]
+    SIZE2_FIELD_NUMBER: _ClassVar[int]
+    size1: int
+    size2: int
+    def __init__(self, size1: _Optional[int] = ..., size2: _Optional[int] = ...) -> None: ...
+
+class ConsistencyResponse(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class CheckpointRequest(_message.Message):
+    __slots__ = ("tree_size",)
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    tree_size: int
+    def __init__(self, tree_size: _Optional[int] = ...) -> None: ...
+
+class CheckpointResponse(_message.Message):
+    __slots__ = ("note", "tree_size")
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    note: bytes
+    tree_size: int
+    def __init__(self, note: _Optional[bytes] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("from_index",)
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    from_index: int
+    def __init__(self, from_index: _Optional[int] = ...) -> None: ...
+
+class CommittedRecord(_message.Message):
+    __slots__ = ("index", "envelope", "height")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    envelope: bytes
+    height: int
+    def __init__(self, index: _Optional[int] = ..., envelope: _Optional[bytes] = ..., height: _Optional[int] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("node", "role", "height", "tree_size", "root", "mempool_records", "connected_peers")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    MEMPOOL_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_PEERS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    role: str
+    height: int
+    tree_size: int
+    root: bytes
+    mempool_records: int
+    connected_peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., role: _Optional[str] = ..., height: _Optional[int] = ..., tree_size: _Optional[int] = ..., root: _Optional[bytes] = ..., mempool_records: _Optional[int] = ..., connected_peers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PeerMessage(_message.Message):
+    __slots__ = ("proposal", "vote", "records", "checkpoint_signature", "block_request", "block", "commit", "hello")
+    PROPOSAL_FIELD_NUMBER: _ClassVar[int]
+    VOTE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    proposal: ProposalMessage
+    vote: bytes
+    records: RecordBatch
+    checkpoint_signature: CheckpointSignature
+    block_request: BlockRequest
+    block: BlockMessage
+    commit: CommittedBlock
+    hello: Hello
+    def __init__(self, proposal: _Optional[_Union[ProposalMessage, _Mapping]] = ..., vote: _Optional[bytes] = ..., records: _Optional[_Union[RecordBatch, _Mapping]] = ..., checkpoint_signature: _Optional[_Union[CheckpointSignature, _Mapping]] = ..., block_request: _Optional[_Union[BlockRequest, _Mapping]] = ..., block: _Optional[_Union[BlockMessage, _Mapping]] = ..., commit: _Optional[_Union[CommittedBlock, _Mapping]] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ...) -> None: ...
+
+class ProposalMessage(_message.Message):
+    __slots__ = ("proposal", "block")
+    PROPOSAL_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    proposal: bytes
+    block: bytes
+    def __init__(self, proposal: _Optional[bytes] = ..., block: _Optional[bytes] = ...) -> None: ...
+
+class RecordBatch(_message.Message):
+    __slots__ = ("envelopes",)
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    envelopes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class CheckpointSignature(_message.Message):
+    __slots__ = ("tree_size", "signature_line")
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_LINE_FIELD_NUMBER: _ClassVar[int]
+    tree_size: int
+    signature_line: str
+    def __init__(self, tree_size: _Optional[int] = ..., signature_line: _Optional[str] = ...) -> None: ...
+
+class BlockRequest(_message.Message):
+    __slots__ = ("height", "block_id")
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_ID_FIELD_NUMBER: _ClassVar[int]
+    height: int
+    block_id: bytes
+    def __init__(self, height: _Optional[int] = ..., block_id: _Optional[bytes] = ...) -> None: ...
+
+class BlockMessage(_message.Message):
+    __slots__ = ("height", "block")
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    height: int
+    block: bytes
+    def __init__(self, height: _Optional[int] = ..., block: _Optional[bytes] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("node", "height")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    height: int
+    def __init__(self, node: _Optional[str] = ..., height: _Optional[int] = ...) -> None: ...
+
+class GossipAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BlocksRequest(_message.Message):
+    __slots__ = ("from_height", "to_height", "follow")
+    FROM_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TO_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    from_height: int
+    to_height: int
+    follow: bool
+    def __init__(self, from_height: _Optional[int] = ..., to_height: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class CommittedBlock(_message.Message):
+    __slots__ = ("block", "certificate", "checkpoint")
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    block: bytes
+    certificate: bytes
+    checkpoint: bytes
+    def __init__(self, block: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., checkpoint: _Optional[bytes] = ...) -> None: ...
