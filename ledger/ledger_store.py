@@ -80,10 +80,12 @@ class Ledger:
         certificate: bytes = b"",
         checkpoint_note: bytes | None = None,
         record_ids: Sequence[bytes] | None = None,
+        leaf_hashes: Sequence[bytes] | None = None,
     ) -> Head:
         """Durably append ``block`` (its records must be verified by the caller).
 
-        ``record_ids``, when the caller has them, saves parsing every envelope again.
+        ``record_ids`` and ``leaf_hashes``, when the caller has them, save parsing and
+        hashing every envelope again; the root check below still catches wrong hashes.
         """
         h = block.header
         self.check_extends(h)
@@ -99,7 +101,8 @@ class Ledger:
                 if not txn.put(rid, _k(first + offset), db=db[b"record_ids"], overwrite=False):
                     raise ChainError(f"record {rid.hex()[:16]} is already on the ledger")
                 txn.put(_k(first + offset), env, db=db[b"records"], append=True)
-            self.tree.append(txn, merkle.leaf_hashes(block.envelopes))
+            leaves = merkle.leaf_hashes(block.envelopes) if leaf_hashes is None else leaf_hashes
+            self.tree.append(txn, leaves)
             if not hmac.compare_digest(self.tree.current_root(), h.tree_root):
                 raise ChainError(f"block {h.height} tree root does not match its records")
             txn.put(_k(h.height), block.to_bytes(), db=db[b"blocks"], append=True)

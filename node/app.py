@@ -75,7 +75,7 @@ class LedgerApp:
         self.limits = limits
         self._clock_ms = clock_ms
         self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
-        self._staged: list[tuple[Block, tuple[bytes, ...]]] = []
+        self._staged: list[tuple[Block, tuple[bytes, ...], tuple[bytes, ...]]] = []
         self._lock = threading.Lock()
         self.reset_tip()
 
@@ -119,7 +119,8 @@ class LedgerApp:
     def _wait_for_records(self) -> None:
         deadline = time.monotonic() + self.policy.idle_block_interval_ms / 1000
         with self.mempool.arrived:
-            while len(self.mempool) <= self._staged_count():
+            # Staged records already left the mempool (``decided``): any record here is new.
+            while len(self.mempool) == 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -151,13 +152,11 @@ class LedgerApp:
             return "too many records"
         seen = set(self._staged_ids())
         frontier = tip.frontier.copy()
-        for raw in block.envelopes:
-            envelope = self.mempool.verify_for_block(raw)
-            rid = envelope.record_id
+        for leaf, rid in self.mempool.verify_for_block(block.envelopes):
             if rid in seen or self.ledger.index_of(rid) is not None:
                 return "duplicate record"
             seen.add(rid)
-            frontier.append(envelope.leaf_hash)
+            frontier.append(leaf)
         if h.tree_size != frontier.size or h.tree_root != frontier.root():
             return "tree size or root does not match the records"
         return None
@@ -174,25 +173,24 @@ class LedgerApp:
         if height != self._tip.height + 1:
             return  # already staged (or applied by catch-up)
         parsed = Block.from_bytes(block, self.limits)
-        envelopes = [self.mempool.verify_for_block(raw) for raw in parsed.envelopes]
-        self._tip.frontier.extend(e.leaf_hash for e in envelopes)
+        checked = self.mempool.verify_for_block(parsed.envelopes)
+        self._tip.frontier.extend(leaf for leaf, _ in checked)
         self._tip = _Tip(parsed.header, parsed.hash, self._tip.frontier, height)
-        ids = tuple(e.record_id for e in envelopes)
-        self._staged.append((parsed, ids))
+        ids = tuple(rid for _, rid in checked)
+        self._staged.append((parsed, ids, tuple(leaf for leaf, _ in checked)))
         self.mempool.remove(ids)
         self._verdicts.clear()
 
-    def staged(self, height: int) -> tuple[Block, tuple[bytes, ...]] | None:
-        return next(((b, ids) for b, ids in self._staged if b.header.height == height), None)
+    def staged(self, height: int
+               ) -> tuple[Block, tuple[bytes, ...], tuple[bytes, ...]] | None:
+        """(block, record ids, leaf hashes) of a decided block not yet written."""
+        return next((s for s in self._staged if s[0].header.height == height), None)
 
     def committed(self, height: int) -> None:
         """The driver wrote ``height`` durably: it no longer needs staging."""
-        self._staged = [(b, ids) for b, ids in self._staged if b.header.height > height]
+        self._staged = [s for s in self._staged if s[0].header.height > height]
 
     def _staged_ids(self) -> frozenset[bytes]:
         if not self._staged:
             return frozenset()
-        return frozenset().union(*(ids for _, ids in self._staged))
-
-    def _staged_count(self) -> int:
-        return sum(len(ids) for _, ids in self._staged)
+        return frozenset().union(*(s[1] for s in self._staged))

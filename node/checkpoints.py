@@ -45,8 +45,8 @@ class CheckpointCollector:
         self._signatures: dict[int, dict[bytes, NoteSignature]] = {}
         self._pending: dict[int, list[str]] = {}
         self._cond = threading.Condition()
-        latest = ledger.latest_checkpoint()
-        self.final_size = 0 if latest is None else latest[0]
+        self.latest = ledger.latest_checkpoint()
+        self.final_size = 0 if self.latest is None else self.latest[0]
 
     def _checkpoint(self, size: int) -> Checkpoint:
         return Checkpoint(self.network, size, self.ledger.tree.root(size))
@@ -102,8 +102,9 @@ class CheckpointCollector:
         """Write the (possibly more signed) note; called with the lock held."""
         note = checkpoint_note(self._checkpoint(size), sorted(sigs, key=lambda s: s.name))
         self.ledger.add_checkpoint(size, note)
-        if size > self.final_size:
+        if size >= self.final_size:
             self.final_size = size
+            self.latest = (size, note)
         for old in [s for s in self._signatures if s < size - 1000]:
             del self._signatures[old]
         self._cond.notify_all()
@@ -113,5 +114,4 @@ class CheckpointCollector:
         with self._cond:
             if not self._cond.wait_for(lambda: self.final_size >= min_size, timeout):
                 return None
-        latest = self.ledger.latest_checkpoint()
-        return latest
+            return self.latest

@@ -106,6 +106,7 @@ class LedgerClient:
         self._timeout = timeout
         self._state_file = state_file
         self._trusted: tuple[Checkpoint, bytes] | None = None
+        self._verified_notes: dict[bytes, Checkpoint] = {}
         if state_file is not None and state_file.exists():
             note = state_file.read_bytes()
             self._trusted = (final_checkpoint(note, self._trust)[0], note)
@@ -175,9 +176,21 @@ class LedgerClient:
         response = self._call(self._stub.GetCheckpoint, node_pb2.CheckpointRequest())
         return self._advance(response.note)
 
+    def _final(self, note: bytes) -> Checkpoint:
+        """Quorum-check a checkpoint note once; acks in one block all carry the same note."""
+        cached = self._verified_notes.get(note)
+        if cached is None:
+            cached = final_checkpoint(note, self._trust)[0]
+            if len(self._verified_notes) > 64:
+                self._verified_notes.clear()
+            self._verified_notes[note] = cached
+        return cached
+
     def _advance(self, note: bytes) -> Checkpoint:
         """Trust ``note`` if final and consistent with what was trusted before."""
-        checkpoint, _ = final_checkpoint(note, self._trust)
+        checkpoint = self._final(note)
+        if self._trusted is not None and self._trusted[1] == note:
+            return checkpoint
         if self._trusted is not None:
             old, old_note = self._trusted
             # Whichever is older must be a prefix of the newer one.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 
 from ledger.blocks import Block
@@ -17,6 +18,7 @@ class CommitBoard:
         self._results: dict[bytes, tuple[int, int]] = {}  # record id -> (index, height)
         self.size = size
         self.height = height
+        self._last_commit = time.monotonic()
 
     def expect(self, record_id: bytes) -> None:
         """Register interest before submitting, so a fast commit is not missed."""
@@ -40,6 +42,7 @@ class CommitBoard:
                     self._results[rid] = (first + offset, block.header.height)
             self.size = size
             self.height = block.header.height
+            self._last_commit = time.monotonic()
             self._cond.notify_all()
 
     def wait(self, record_id: bytes, timeout: float) -> tuple[int, int] | None:
@@ -55,3 +58,7 @@ class CommitBoard:
     def wait_height(self, height: int, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self.height >= height, timeout)
+
+    def idle_for(self) -> float:
+        """Seconds since the last block was committed here."""
+        return time.monotonic() - self._last_commit

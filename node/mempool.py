@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ledger.errors import FormatError, VerificationError
+from ledger import merkle
 from ledger.limits import Limits
 from ledger.records import Envelope, Keyring, Record, verify_envelope
 
@@ -53,7 +53,9 @@ class Mempool:
         self._committed_index = committed_index
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._bytes = 0
-        self._verified: OrderedDict[bytes, None] = OrderedDict()  # leaf-bytes hash cache
+        # leaf hash -> record id of envelopes whose signature verified: a block's records are
+        # recognised by hashing their bytes, without parsing or verifying them again.
+        self._verified: OrderedDict[bytes, bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.arrived = threading.Condition(self._lock)
 
@@ -69,12 +71,12 @@ class Mempool:
         envelope = Envelope.from_bytes(raw, self._limits)
         return verify_envelope(envelope, self._keyring, self._network)
 
-    def add(self, raw: bytes) -> Record:
-        """Verify and queue a record from a client or a peer.
+    def add(self, raw: bytes, checked: Record | None = None) -> Record:
+        """Verify (unless ``checked`` is the result of ``check(raw)``) and queue a record.
 
         Raises ``VerificationError`` (bad record), ``DuplicateRecord``, ``MempoolFull``.
         """
-        record = self.check(raw)
+        record = checked if checked is not None else self.check(raw)
         rid = record.record_id
         index = self._committed_index(rid)
         if index is not None:
@@ -96,7 +98,7 @@ class Mempool:
             raise MempoolFull(f"mempool holds {self._bytes} bytes, its limit")
 
     def _remember_verified(self, envelope: Envelope) -> None:
-        self._verified[envelope.leaf_hash] = None
+        self._verified[envelope.leaf_hash] = envelope.record_id
         while len(self._verified) > 4 * self._config.max_records:
             self._verified.popitem(last=False)
 
@@ -120,17 +122,22 @@ class Mempool:
                 if envelope is not None:
                     self._bytes -= len(envelope.raw)
 
-    def verify_for_block(self, raw: bytes) -> Envelope:
-        """A record inside a proposed or fetched block: cached verdict, else full check."""
-        envelope = Envelope.from_bytes(raw, self._limits)
+    def verify_for_block(self, raws: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+        """(leaf hash, record id) of each record of a proposed or fetched block.
+
+        Records this node verified before cost one hash; others are parsed and verified
+        here (raising ``VerificationError`` for a bad one).
+        """
+        leaves = merkle.leaf_hashes(raws)
         with self._lock:
-            known = envelope.leaf_hash in self._verified
-        if not known:
-            verify_envelope(envelope, self._keyring, self._network)
-            with self._lock:
-                self._remember_verified(envelope)
-        return envelope
-
-
-def is_client_fault(exc: BaseException) -> bool:
-    return isinstance(exc, (VerificationError, FormatError))
+            ids = [self._verified.get(leaf) for leaf in leaves]
+        out = []
+        for raw, leaf, rid in zip(raws, leaves, ids, strict=True):
+            if rid is None:
+                envelope = Envelope.from_bytes(raw, self._limits)
+                verify_envelope(envelope, self._keyring, self._network)
+                rid = envelope.record_id
+                with self._lock:
+                    self._remember_verified(envelope)
+            out.append((leaf, rid))
+        return out

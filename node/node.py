@@ -244,7 +244,10 @@ class Node:
             sig = message.checkpoint_signature
             self.checkpoints.add(sig.tree_size, sig.signature_line)
         elif kind == "hello":
-            if message.hello.height > self.ledger.head.height + 1:
+            # Under load peers are often a block or two ahead; only a node that has really
+            # fallen behind (or whose consensus is stuck) fetches blocks in bulk.
+            behind = message.hello.height - self.ledger.head.height
+            if behind > 3 or (behind > 1 and self.board.idle_for() > 2.0):
                 self.sync.trigger(sender)
         elif kind == "commit":
             self._on_commit(sender, message.commit)

@@ -16,9 +16,10 @@ from typing import Any
 
 import grpc
 
-from proto import node_pb2, node_pb2_grpc
+from proto import node_pb2
 
 _STOP = object()
+GOSSIP_METHOD = "/shadowledger.v1.Peer/Gossip"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class PeerLink:
     def start(self) -> None:
         self._thread.start()
 
-    def send(self, message: node_pb2.PeerMessage) -> None:
+    def send(self, message: bytes) -> None:
+        """Queue a serialized ``PeerMessage`` (serialized once for all peers)."""
         while True:
             try:
                 self._queue.put_nowait(message)
@@ -67,7 +69,7 @@ class PeerLink:
 
     def stop(self) -> None:
         self._stopped.set()
-        self.send(_STOP)  # type: ignore[arg-type]
+        self.send(_STOP)  # type: ignore[arg-type]  # the sentinel ends the stream
         if self._channel is not None:
             self._channel.close()
         self._thread.join(timeout=5)
@@ -76,7 +78,7 @@ class PeerLink:
         """A channel to this peer for unary or server-streaming calls (catch-up)."""
         return self._make_channel(self.peer)
 
-    def _messages(self) -> Iterator[node_pb2.PeerMessage]:
+    def _messages(self) -> Iterator[bytes]:
         while not self._stopped.is_set():
             try:
                 item = self._queue.get(timeout=0.5)
@@ -90,13 +92,16 @@ class PeerLink:
         backoff = 0.05
         while not self._stopped.is_set():
             self._channel = self._make_channel(self.peer)
-            stub: Any = node_pb2_grpc.PeerStub(self._channel)  # type: ignore[no-untyped-call]
+            # Messages arrive serialized: no request serializer, bytes go out as they are.
+            gossip = self._channel.stream_unary(
+                GOSSIP_METHOD, response_deserializer=node_pb2.GossipAck.FromString
+            )
             try:
                 grpc.channel_ready_future(self._channel).result(timeout=2)
                 self.connected = True
                 backoff = 0.05
                 self._log.info("peer connected", peer=self.peer.name)
-                stub.Gossip(self._messages())
+                gossip(self._messages())
             except (grpc.RpcError, grpc.FutureTimeoutError) as exc:
                 if not self._stopped.is_set() and self.connected:
                     self._log.warning("peer link lost", peer=self.peer.name, error=str(exc)[:200])
@@ -122,13 +127,14 @@ class PeerNetwork:
             link.stop()
 
     def broadcast(self, message: node_pb2.PeerMessage) -> None:
+        data = message.SerializeToString()
         for link in self.links.values():
-            link.send(message)
+            link.send(data)
 
     def send(self, name: str, message: node_pb2.PeerMessage) -> None:
         link = self.links.get(name)
         if link is not None:
-            link.send(message)
+            link.send(message.SerializeToString())
 
     def connected(self) -> list[str]:
         return sorted(name for name, link in self.links.items() if link.connected)

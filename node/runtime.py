@@ -259,13 +259,15 @@ class ConsensusDriver:
             self.app.decided(action.height, action.block_id, action.block)
             staged = self.app.staged(action.height)
         assert staged is not None
-        block, ids = staged
-        self.ledger.commit_block(block, action.certificate.to_bytes(), record_ids=ids)
+        block, ids, leaves = staged
+        self.ledger.commit_block(block, action.certificate.to_bytes(), record_ids=ids,
+                                 leaf_hashes=leaves)
         self.app.committed(action.height)
         self.board.committed(block, self.ledger.head.tree_size, ids)
         self.metrics.block_committed(block, time.perf_counter() - started)
         self.checkpoints.sign_and_share(block.header.tree_size)
-        self.log.debug("block committed", height=action.height, records=len(block.envelopes))
+        self.log.debug("block committed", height=action.height, round=action.certificate.round,
+                       records=len(block.envelopes))
 
     def _send_commit(self, action: SendCommit) -> None:
         peer = self.peer_of_validator.get(action.peer)

@@ -84,7 +84,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
                                 f" {record.body.agency}")
         node.board.expect(record.record_id)
         try:
-            node.mempool.add(raw)
+            node.mempool.add(raw, checked=record)
         except DuplicateRecord as exc:
             node.board.forget(record.record_id)
             raise SubmitRefused(grpc.StatusCode.ALREADY_EXISTS, str(exc)) from exc

@@ -111,13 +111,15 @@ class BlockSync:
         check_certificate(cert, node.validators, node.chain_id)
         if cert.height != block.header.height or cert.block_id != block.hash:
             raise VerificationError("certificate does not name this block")
-        ids = [node.mempool.verify_for_block(raw).record_id for raw in block.envelopes]
+        checked = node.mempool.verify_for_block(block.envelopes)
+        ids = [rid for _, rid in checked]
 
         def commit() -> None:
             if block.header.height != node.ledger.head.height + 1:
                 return  # consensus got there first
             started = time.perf_counter()
-            node.ledger.commit_block(block, committed.certificate, record_ids=ids)
+            node.ledger.commit_block(block, committed.certificate, record_ids=ids,
+                                     leaf_hashes=[leaf for leaf, _ in checked])
             node.mempool.remove(ids)
             node.board.committed(block, node.ledger.head.tree_size, ids)
             node.metrics.block_committed(block, time.perf_counter() - started)

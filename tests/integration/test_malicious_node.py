@@ -59,7 +59,9 @@ class LyingLedger(node_pb2_grpc.LedgerServicer):
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with running_cluster(tmp_path_factory.mktemp("net") / "net") as c:
         with c.client("tax-agency") as client:
-            list(client.submit_many(c.record("tax-agency", i) for i in range(10)))
+            acks = list(client.submit_many(c.record("tax-agency", i) for i in range(10)))
+        # Acks need 3 of 4 validators: wait until the node the liar forwards to has them too.
+        c.wait_same_root([LIAR, "tax-agency"], size=len(acks))
         yield c
 
 
