@@ -41,6 +41,8 @@ class StorageConfig:
     map_size: int = 64 << 30
     sync: bool = True
     max_readers: int = 126
+    trim_every: int = 256
+    """Drop the map's resident pages after this many write transactions (0 = never)."""
 
 
 class Storage:
@@ -68,6 +70,7 @@ class Storage:
             raise StorageError(f"{self.path}: cannot open the store ({exc})") from exc
         self._abort_hooks: list[Callable[[], None]] = []
         self._commit_hooks: list[Callable[[], None]] = []
+        self._writes = 0
         self._check_layout()
 
     def _check_layout(self) -> None:
@@ -114,6 +117,20 @@ class Storage:
             raise
         for hook in self._commit_hooks:
             hook()
+        self._writes += 1
+        if self.config.trim_every and self._writes % self.config.trim_every == 0:
+            self.trim_resident()
+
+    def trim_resident(self) -> int:
+        """Unmap the data file's pages from this process; return the bytes advised.
+
+        LMDB reads through a read-only shared map, so every page ever read (the right edge
+        of each B-tree as it fills, every tile a proof touched) stays in this process's
+        resident set: RSS would grow with the ledger. The pages are clean copies of the
+        file, so dropping them is safe: the next access faults them back from the page
+        cache. This keeps a node's memory flat however large its ledger grows.
+        """
+        return _madvise_dontneed(self.path / "data.mdb")
 
     @contextmanager
     def read(self) -> Iterator[Any]:
@@ -134,6 +151,31 @@ class Storage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_MADV_DONTNEED = 4
+
+
+def _madvise_dontneed(data_file: Path) -> int:
+    """MADV_DONTNEED every mapping of ``data_file`` in this process (Linux; else no-op)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    except OSError:
+        return 0
+    target = str(data_file.resolve())
+    advised = 0
+    for line in maps.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5] == target and "w" not in parts[1]:
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            if libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start),
+                            _MADV_DONTNEED) == 0:
+                advised += end - start
+    return advised
 
 
 def _check_file_not_truncated(path: Path) -> None:
