@@ -218,7 +218,7 @@ class Node:
                 except queue.Empty:
                     break
             msg = node_pb2.PeerMessage(records=node_pb2.RecordBatch(envelopes=batch))
-            self.peers.broadcast(msg)
+            self.peers.broadcast(msg, bulk=True)
 
     def _hello_loop(self) -> None:
         """Tell peers our height now and then, so a node that fell behind notices."""

@@ -7,9 +7,9 @@ full queue drops the oldest message instead of blocking the consensus thread.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +18,6 @@ import grpc
 
 from proto import node_pb2
 
-_STOP = object()
 GOSSIP_METHOD = "/shadowledger.v1.Peer/Gossip"
 
 
@@ -44,7 +43,11 @@ class PeerLink:
         self.peer = peer
         self._make_channel = make_channel
         self._log = log
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        # Two lanes: consensus messages never wait behind bulk record gossip.
+        self._urgent: deque[bytes] = deque()
+        self._bulk: deque[bytes] = deque()
+        self._max_queue = max_queue
+        self._ready = threading.Condition()
         self._stopped = threading.Event()
         self.connected = False
         self.dropped = 0
@@ -54,22 +57,20 @@ class PeerLink:
     def start(self) -> None:
         self._thread.start()
 
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes, bulk: bool = False) -> None:
         """Queue a serialized ``PeerMessage`` (serialized once for all peers)."""
-        while True:
-            try:
-                self._queue.put_nowait(message)
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+        lane = self._bulk if bulk else self._urgent
+        with self._ready:
+            if len(lane) >= self._max_queue:
+                lane.popleft()  # the oldest goes: consensus resends, gossip is best effort
+                self.dropped += 1
+            lane.append(message)
+            self._ready.notify()
 
     def stop(self) -> None:
         self._stopped.set()
-        self.send(_STOP)  # type: ignore[arg-type]  # the sentinel ends the stream
+        with self._ready:
+            self._ready.notify_all()
         if self._channel is not None:
             self._channel.close()
         self._thread.join(timeout=5)
@@ -79,14 +80,15 @@ class PeerLink:
         return self._make_channel(self.peer)
 
     def _messages(self) -> Iterator[bytes]:
-        while not self._stopped.is_set():
-            try:
-                item = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if item is _STOP:
-                return
-            yield item  # type: ignore[misc]
+        while True:
+            with self._ready:
+                while not (self._urgent or self._bulk or self._stopped.is_set()):
+                    self._ready.wait(0.5)
+                if self._stopped.is_set():
+                    return
+                lane = self._urgent if self._urgent else self._bulk
+                item = lane.popleft()
+            yield item
 
     def _run(self) -> None:
         backoff = 0.05
@@ -126,10 +128,10 @@ class PeerNetwork:
         for link in self.links.values():
             link.stop()
 
-    def broadcast(self, message: node_pb2.PeerMessage) -> None:
+    def broadcast(self, message: node_pb2.PeerMessage, bulk: bool = False) -> None:
         data = message.SerializeToString()
         for link in self.links.values():
-            link.send(data)
+            link.send(data, bulk)
 
     def send(self, name: str, message: node_pb2.PeerMessage) -> None:
         link = self.links.get(name)
