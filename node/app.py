@@ -117,6 +117,8 @@ class LedgerApp:
         return block.to_bytes()
 
     def _wait_for_records(self) -> None:
+        if self.policy.idle_block_interval_ms <= 0:
+            return
         deadline = time.monotonic() + self.policy.idle_block_interval_ms / 1000
         with self.mempool.arrived:
             # Staged records already left the mempool (``decided``): any record here is new.

@@ -90,6 +90,7 @@ class ConsensusSection:
     max_block_records: int = _setting(2000, minimum=1)
     max_block_bytes: int = _setting(4 * MIB, minimum=1)
     create_empty_blocks: bool = False
+    state_sync_gap: int = _setting(100, minimum=1)
 
 
 @dataclass(frozen=True)

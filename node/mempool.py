@@ -122,11 +122,15 @@ class Mempool:
                 if envelope is not None:
                     self._bytes -= len(envelope.raw)
 
-    def verify_for_block(self, raws: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    def verify_for_block(
+        self, raws: Sequence[bytes], check_signatures: bool = True
+    ) -> list[tuple[bytes, bytes]]:
         """(leaf hash, record id) of each record of a proposed or fetched block.
 
         Records this node verified before cost one hash; others are parsed and verified
-        here (raising ``VerificationError`` for a bad one).
+        here (raising ``VerificationError`` for a bad one). ``check_signatures=False`` is
+        for blocks already decided under a verified quorum certificate (state sync): 2f+1
+        validators checked every signature before precommitting, so only parse them.
         """
         leaves = merkle.leaf_hashes(raws)
         with self._lock:
@@ -135,9 +139,10 @@ class Mempool:
         for raw, leaf, rid in zip(raws, leaves, ids, strict=True):
             if rid is None:
                 envelope = Envelope.from_bytes(raw, self._limits)
-                verify_envelope(envelope, self._keyring, self._network)
                 rid = envelope.record_id
-                with self._lock:
-                    self._remember_verified(envelope)
+                if check_signatures:
+                    verify_envelope(envelope, self._keyring, self._network)
+                    with self._lock:
+                        self._remember_verified(envelope)
             out.append((leaf, rid))
         return out

@@ -108,7 +108,8 @@ class Node:
         app = LedgerApp(
             self.ledger, self.mempool, self.network, self.key.verifier.key_hash,
             BlockPolicy(c.max_block_records, c.max_block_bytes,
-                        idle_block_interval_ms=max(1, c.timeout_propose_ms // 2)),
+                        idle_block_interval_ms=0 if c.create_empty_blocks
+                        else c.timeout_propose_ms // 2),
             self.limits,
         )
         consensus = ConsensusConfig(

@@ -6,6 +6,10 @@ applied: the certificate must carry precommits of a quorum of the genesis valida
 exactly this block, every record's signature must verify, and the block must extend the
 local chain with a tree root that matches its records (``Ledger.commit_block``).
 A peer that serves anything else is dropped and another one is tried.
+
+State sync: a node ``consensus.state_sync_gap`` or more blocks behind does not re-check record
+signatures of blocks under a verified certificate (2f+1 validators checked them before
+precommitting); it still checks every certificate, chain link and tree root.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ledger.blocks import Block
 from ledger.errors import LedgerError, VerificationError
 from proto import node_pb2, node_pb2_grpc
 
+
 if TYPE_CHECKING:
     from node.node import Node
 
@@ -29,6 +34,7 @@ class BlockSync:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.log = node.log
+        self.gap = node.config.consensus.state_sync_gap
         self._lock = threading.Lock()
         self._running = False
         self._stopped = threading.Event()
@@ -58,11 +64,11 @@ class BlockSync:
 
     def _catch_up(self, peer: str) -> None:
         try:
-            applied = self._stream(peer, follow=False)
+            applied, state_sync = self._stream(peer, follow=False)
             driver = self.node.driver
             if applied and driver is not None:
                 driver.call(driver.restart_at_head)
-            self.log.info("caught up", peer=peer, blocks=applied,
+            self.log.info("caught up", peer=peer, blocks=applied, state_sync=state_sync,
                           height=self.node.ledger.head.height)
         except (grpc.RpcError, LedgerError) as exc:
             self.log.warning("catch-up failed", peer=peer, error=str(exc)[:300])
@@ -83,14 +89,17 @@ class BlockSync:
                     self.log.info("follow stream ended", peer=peer, error=str(exc)[:200])
             self._stopped.wait(0.5)
 
-    def _stream(self, peer: str, follow: bool) -> int:
+    def _stream(self, peer: str, follow: bool) -> tuple[int, bool]:
+        """Apply blocks streamed from ``peer``; (blocks applied, whether by state sync)."""
         link = self.node.peers.links.get(peer)
         if link is None:
-            return 0
+            return 0, False
         channel = link.channel()
         stub: Any = node_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
-        applied = 0
+        applied, state_sync = 0, False
         try:
+            status: Any = node_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+            peer_height = status.GetStatus(node_pb2.StatusRequest(), timeout=10).height
             request = node_pb2.BlocksRequest(from_height=self.node.ledger.head.height + 1,
                                              follow=follow)
             responses = stub.GetBlocks(request)
@@ -98,20 +107,23 @@ class BlockSync:
                 if self._stopped.is_set():
                     responses.cancel()
                     break
-                self._apply(committed)
+                # State sync: far behind, the quorum certificate vouches for signatures.
+                far = peer_height - self.node.ledger.head.height >= self.gap
+                state_sync = state_sync or far
+                self._apply(committed, check_signatures=not far)
                 applied += 1
         finally:
             channel.close()
-        return applied
+        return applied, state_sync
 
-    def _apply(self, committed: node_pb2.CommittedBlock) -> None:
+    def _apply(self, committed: node_pb2.CommittedBlock, check_signatures: bool = True) -> None:
         node = self.node
         block = Block.from_bytes(committed.block, node.limits)
         cert = CommitCertificate.from_bytes(committed.certificate)
         check_certificate(cert, node.validators, node.chain_id)
         if cert.height != block.header.height or cert.block_id != block.hash:
             raise VerificationError("certificate does not name this block")
-        checked = node.mempool.verify_for_block(block.envelopes)
+        checked = node.mempool.verify_for_block(block.envelopes, check_signatures)
         ids = [rid for _, rid in checked]
 
         def commit() -> None:

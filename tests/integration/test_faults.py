@@ -37,15 +37,20 @@ def test_killed_validator_restarts_and_catches_up(tmp_path: Path) -> None:
         assert indexes == {a.index for a in acks} and len(indexes) == len(acks) == 90
 
 
-def test_a_validator_that_joins_late_catches_up(tmp_path: Path) -> None:
+def test_a_validator_that_joins_late_catches_up_by_state_sync(tmp_path: Path) -> None:
     first = ["tax-agency", "social-security", "health-insurance", "audit-office"]
     with running_cluster(tmp_path / "net", start=first) as cluster:
         acks = _submit(cluster, "tax-agency", 0, 40)
         acks += _submit(cluster, "health-insurance", 0, 40)
+        late = cluster.node("statistics-office").config_path
+        late.write_text(late.read_text().replace("[consensus]\n",
+                                                  "[consensus]\nstate_sync_gap = 2\n"))
         cluster.start("statistics-office")
         cluster.wait_ready(["statistics-office"])
         size = max(a.checkpoint.size for a in acks)
         cluster.wait_same_root(VALIDATORS, size)
+        log = (late.parent / "node.log").read_text()
+        assert '"event": "caught up"' in log and '"state_sync": true' in log
 
 
 def test_clean_restart_of_every_node_keeps_every_record(tmp_path: Path) -> None:
