@@ -25,7 +25,6 @@ from ledger.blocks import Block
 from ledger.errors import LedgerError, VerificationError
 from proto import node_pb2, node_pb2_grpc
 
-
 if TYPE_CHECKING:
     from node.node import Node
 
