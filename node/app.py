@@ -179,8 +179,9 @@ class LedgerApp:
         self._tip.frontier.extend(leaf for leaf, _ in checked)
         self._tip = _Tip(parsed.header, parsed.hash, self._tip.frontier, height)
         ids = tuple(rid for _, rid in checked)
-        self._staged.append((parsed, ids, tuple(leaf for leaf, _ in checked)))
-        self.mempool.remove(ids)
+        leaves = tuple(leaf for leaf, _ in checked)
+        self._staged.append((parsed, ids, leaves))
+        self.mempool.remove(ids, leaves)
         self._verdicts.clear()
 
     def staged(self, height: int

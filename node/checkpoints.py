@@ -88,8 +88,12 @@ class CheckpointCollector:
             if key.key_hash in sigs:
                 return False
             sigs[key.key_hash] = sig
-            if len(sigs) >= self.threshold:
-                self._store(size, list(sigs.values()))
+            # Exactly once per size: the note becomes final with the quorum-th signature;
+            # later ones add nothing an auditor needs.
+            reached = len(sigs) == self.threshold
+            quorum = list(sigs.values())
+        if reached:
+            self._store(size, quorum)
         return True
 
     def _keep_for_later(self, size: int, line: str) -> bool:
@@ -99,15 +103,16 @@ class CheckpointCollector:
         return False
 
     def _store(self, size: int, sigs: list[NoteSignature]) -> None:
-        """Write the (possibly more signed) note; called with the lock held."""
+        """Write the final note (durably, outside the lock), then wake the waiters."""
         note = checkpoint_note(self._checkpoint(size), sorted(sigs, key=lambda s: s.name))
         self.ledger.add_checkpoint(size, note)
-        if size >= self.final_size:
-            self.final_size = size
-            self.latest = (size, note)
-        for old in [s for s in self._signatures if s < size - 1000]:
-            del self._signatures[old]
-        self._cond.notify_all()
+        with self._cond:
+            if size >= self.final_size:
+                self.final_size = size
+                self.latest = (size, note)
+            for old in [s for s in self._signatures if s < size - 1000]:
+                del self._signatures[old]
+            self._cond.notify_all()
 
     def wait_final(self, min_size: int, timeout: float) -> tuple[int, bytes] | None:
         """The latest final checkpoint once it covers ``min_size`` leaves, or None."""

@@ -98,8 +98,10 @@ class Mempool:
             raise MempoolFull(f"mempool holds {self._bytes} bytes, its limit")
 
     def _remember_verified(self, envelope: Envelope) -> None:
+        # Bounded like the mempool itself: entries leave when their record is committed
+        # (``remove``); the bound only evicts verdicts for records never committed.
         self._verified[envelope.leaf_hash] = envelope.record_id
-        while len(self._verified) > 4 * self._config.max_records:
+        while len(self._verified) > self._config.max_records:
             self._verified.popitem(last=False)
 
     def take(self, max_records: int, max_bytes: int) -> list[Envelope]:
@@ -114,13 +116,16 @@ class Mempool:
                 total += len(envelope.raw)
         return out
 
-    def remove(self, record_ids: Iterable[bytes]) -> None:
-        """Drop records that were committed."""
+    def remove(self, record_ids: Iterable[bytes], leaf_hashes: Iterable[bytes] = ()) -> None:
+        """Drop records that were committed, and their cached verdicts (the ledger's
+        record-id index refuses them from now on)."""
         with self._lock:
             for rid in record_ids:
                 envelope = self._pending.pop(rid, None)
                 if envelope is not None:
                     self._bytes -= len(envelope.raw)
+            for leaf in leaf_hashes:
+                self._verified.pop(leaf, None)
 
     def verify_for_block(
         self, raws: Sequence[bytes], check_signatures: bool = True

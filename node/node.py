@@ -175,6 +175,7 @@ class Node:
         self._spawn(self._hello_loop, "hello")
         if self.driver is not None:
             self.driver.start()
+            self.sync.at_start()
         else:
             self.sync.follow()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -39,6 +39,7 @@ class PeerLink:
         make_channel: Callable[[PeerAddress], grpc.Channel],
         log: Any,
         max_queue: int = 20_000,
+        max_bulk_bytes: int = 64 << 20,
     ) -> None:
         self.peer = peer
         self._make_channel = make_channel
@@ -47,6 +48,8 @@ class PeerLink:
         self._urgent: deque[bytes] = deque()
         self._bulk: deque[bytes] = deque()
         self._max_queue = max_queue
+        self._max_bulk_bytes = max_bulk_bytes
+        self._bulk_bytes = 0
         self._ready = threading.Condition()
         self._stopped = threading.Event()
         self.connected = False
@@ -58,13 +61,28 @@ class PeerLink:
         self._thread.start()
 
     def send(self, message: bytes, bulk: bool = False) -> None:
-        """Queue a serialized ``PeerMessage`` (serialized once for all peers)."""
-        lane = self._bulk if bulk else self._urgent
+        """Queue a serialized ``PeerMessage`` (serialized once for all peers).
+
+        Bulk gossip to a peer that is not connected is dropped, not queued: the records
+        are in our mempool and reach the peer in blocks (or by catch-up) when it is back.
+        """
+        if bulk and not self.connected:
+            self.dropped += 1
+            return
         with self._ready:
-            if len(lane) >= self._max_queue:
-                lane.popleft()  # the oldest goes: consensus resends, gossip is best effort
-                self.dropped += 1
-            lane.append(message)
+            # Full lanes drop their oldest: consensus resends, gossip is best effort.
+            if bulk:
+                self._bulk_bytes += len(message)
+                while self._bulk and (len(self._bulk) >= self._max_queue
+                                      or self._bulk_bytes > self._max_bulk_bytes):
+                    self._bulk_bytes -= len(self._bulk.popleft())
+                    self.dropped += 1
+                self._bulk.append(message)
+            else:
+                if len(self._urgent) >= self._max_queue:
+                    self._urgent.popleft()
+                    self.dropped += 1
+                self._urgent.append(message)
             self._ready.notify()
 
     def stop(self) -> None:
@@ -86,8 +104,11 @@ class PeerLink:
                     self._ready.wait(0.5)
                 if self._stopped.is_set():
                     return
-                lane = self._urgent if self._urgent else self._bulk
-                item = lane.popleft()
+                if self._urgent:
+                    item = self._urgent.popleft()
+                else:
+                    item = self._bulk.popleft()
+                    self._bulk_bytes -= len(item)
             yield item
 
     def _run(self) -> None:

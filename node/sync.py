@@ -49,6 +49,27 @@ class BlockSync:
                                         name="catch-up")
         self._thread.start()
 
+    def at_start(self) -> None:
+        """A (re)starting validator asks its peers how far they are and catches up first."""
+        threading.Thread(target=self._probe_peers, daemon=True, name="start-sync").start()
+
+    def _probe_peers(self) -> None:
+        self.node.peers.wait_connected(len(self.node.peers.links), timeout=3.0)
+        best, best_height = None, self.node.ledger.head.height + 1
+        for name, link in self.node.peers.links.items():
+            channel = link.channel()
+            try:
+                stub: Any = node_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+                height = stub.GetStatus(node_pb2.StatusRequest(), timeout=3).height
+            except grpc.RpcError:
+                continue
+            finally:
+                channel.close()
+            if height > best_height:
+                best, best_height = name, height
+        if best is not None:
+            self.trigger(best)
+
     def follow(self) -> None:
         """Observers: stay subscribed to the validators' committed blocks, forever."""
         with self._lock:
@@ -131,7 +152,7 @@ class BlockSync:
             started = time.perf_counter()
             node.ledger.commit_block(block, committed.certificate, record_ids=ids,
                                      leaf_hashes=[leaf for leaf, _ in checked])
-            node.mempool.remove(ids)
+            node.mempool.remove(ids, [leaf for leaf, _ in checked])
             node.board.committed(block, node.ledger.head.tree_size, ids)
             node.metrics.block_committed(block, time.perf_counter() - started)
             if committed.checkpoint:

@@ -28,7 +28,7 @@ def free_port_range(count: int) -> int:
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
+            base: int = s.getsockname()[1]
         if base + count >= 65000:
             continue
         if all(_free(base + i) for i in range(count)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from node.client import Ack
@@ -49,8 +50,11 @@ def test_a_validator_that_joins_late_catches_up_by_state_sync(tmp_path: Path) ->
         cluster.wait_ready(["statistics-office"])
         size = max(a.checkpoint.size for a in acks)
         cluster.wait_same_root(VALIDATORS, size)
-        log = (late.parent / "node.log").read_text()
-        assert '"event": "caught up"' in log and '"state_sync": true' in log
+        log = late.parent / "node.log"
+        deadline = time.monotonic() + 20  # logged once consensus resumed at the new head
+        while '"event": "caught up"' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert '"state_sync": true' in log.read_text()
 
 
 def test_clean_restart_of_every_node_keeps_every_record(tmp_path: Path) -> None:
