@@ -9,6 +9,7 @@ a forked history raises ``VerificationError`` / ``ForkDetected``, never returns 
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -232,36 +233,49 @@ class LedgerClient:
         response = self._call(self._stub.Submit, node_pb2.SubmitRequest(envelope=raw))
         return self._ack(raw, response)
 
-    def submit_many(self, envelopes: Iterable[Envelope | bytes]) -> Iterator[Ack | Refused]:
-        """Stream records; yields, per record, a verified ``Ack`` once it is committed or a
-        ``Refused`` saying why the node would not take it."""
-        raws: dict[bytes, bytes] = {}
+    def submit_many(self, envelopes: Iterable[Envelope | bytes], batch: int = 256
+                    ) -> Iterator[Ack | Refused]:
+        """Stream records, ``batch`` per message; yield, per record and in order, a verified
+        ``Ack`` once it is committed or a ``Refused`` saying why the node would not take it.
+        """
+        raws: set[bytes] = set()  # record ids submitted and not yet answered
 
         def requests() -> Iterator[node_pb2.SubmitRequest]:
-            for env in envelopes:
-                raw = env.raw if isinstance(env, Envelope) else env
-                raws[Envelope.from_bytes(raw).record_id] = raw
-                yield node_pb2.SubmitRequest(envelope=raw)
+            it = iter(envelopes)
+            while chunk := list(itertools.islice(it, batch)):
+                out = [env.raw if isinstance(env, Envelope) else env for env in chunk]
+                raws.update(Envelope.from_bytes(raw).record_id for raw in out)
+                yield node_pb2.SubmitRequest(envelopes=out)
 
         try:
             for response in self._stub.SubmitStream(requests()):
-                raw = raws.pop(response.record_id, b"")
-                if response.status:
-                    yield Refused(response.record_id, _status(response.status), response.error)
-                else:
-                    yield self._ack(raw, response)
+                checkpoint = None
+                for p in response.placements:
+                    if p.status:
+                        raws.discard(p.record_id)
+                        yield Refused(p.record_id, _status(p.status), p.error)
+                        continue
+                    if p.record_id not in raws:
+                        raise VerificationError("acknowledgement names a record not submitted")
+                    raws.discard(p.record_id)
+                    if checkpoint is None:
+                        checkpoint = self._advance(response.checkpoint)
+                    yield self._placed(p.record_id, p.index, p.height, checkpoint)
         except grpc.RpcError as exc:
             raise _wrap(exc) from exc
 
     def _ack(self, raw: bytes, response: node_pb2.SubmitResponse) -> Ack:
-        """Check the acknowledgement: final checkpoint covering the record at its index."""
+        """Check an acknowledgement: final checkpoint covering the record at its index."""
         checkpoint = self._advance(response.checkpoint)
-        envelope = Envelope.from_bytes(raw)
-        if response.record_id != envelope.record_id:
+        if Envelope.from_bytes(raw).record_id != response.record_id:
             raise VerificationError("acknowledgement names another record")
-        if response.index >= checkpoint.size:
+        return self._placed(response.record_id, response.index, response.height, checkpoint)
+
+    def _placed(self, record_id: bytes, index: int, height: int, checkpoint: Checkpoint
+                ) -> Ack:
+        if index >= checkpoint.size:
             raise VerificationError("acknowledged index is not covered by its checkpoint")
-        return Ack(response.record_id, response.index, response.height, checkpoint)
+        return Ack(record_id, index, height, checkpoint)
 
     # --- verified reads ----------------------------------------------------------------
 

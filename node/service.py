@@ -36,11 +36,20 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
     raise AssertionError("unreachable")  # context.abort raises
 
 
+MAX_ACK_GROUP = 4096
+"""Records answered in one SubmitStream response at most."""
+STREAM_TIMEOUT_S = 60.0
+
+
 class SubmitRefused(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_Item = tuple[float, "Envelope | SubmitRefused", bytes]
+"""(arrival time, admitted envelope or refusal, raw bytes) of one streamed record."""
 
 
 class LedgerService(node_pb2_grpc.LedgerServicer):
@@ -138,40 +147,82 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
 
     def SubmitStream(self, request_iterator: Iterator[node_pb2.SubmitRequest],
                      context: grpc.ServicerContext) -> Iterator[node_pb2.SubmitResponse]:
+        """Admit records as they arrive; answer in groups, each once its records are final."""
         who = self._identity(context)
-        pending: queue.Queue[tuple[float, Envelope | SubmitRefused, bytes] | None] = queue.Queue(
-            maxsize=self.node.mempool_config.max_records
-        )
+        pending: queue.Queue[list[_Item] | None] = queue.Queue(maxsize=1024)
 
         def read() -> None:
             try:
                 for request in request_iterator:
+                    raws = list(request.envelopes) or [request.envelope]
                     started = time.monotonic()
-                    try:
-                        item: Envelope | SubmitRefused = self._accept(request.envelope, who)
-                    except SubmitRefused as exc:
-                        item = exc
-                    pending.put((started, item, request.envelope))
+                    pending.put([(started, self._try_accept(raw, who), raw) for raw in raws])
             except grpc.RpcError:
                 pass
             finally:
                 pending.put(None)
 
         threading.Thread(target=read, name="submit-stream", daemon=True).start()
-        while context.is_active():
-            entry = pending.get()
-            if entry is None:
+        done = False
+        while not done and context.is_active():
+            group = pending.get()
+            if group is None:
                 return
-            started, item, raw = entry
-            if isinstance(item, Envelope):
+            while len(group) < MAX_ACK_GROUP:  # merge what else has arrived meanwhile
                 try:
-                    yield self._await(item, started, 60.0)
-                    continue
-                except SubmitRefused as exc:
-                    item = exc
-            yield node_pb2.SubmitResponse(
-                record_id=_record_id_or_empty(raw), status=item.code.value[0], error=item.message
-            )
+                    more = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                group += more
+            yield self._await_group(group, STREAM_TIMEOUT_S)
+
+    def _try_accept(self, raw: bytes, who: Identity) -> Envelope | SubmitRefused:
+        try:
+            return self._accept(raw, who)
+        except SubmitRefused as exc:
+            return exc
+
+    def _await_group(self, group: list[_Item], timeout: float) -> node_pb2.SubmitResponse:
+        """Wait for every accepted record of ``group``, then for one final checkpoint."""
+        node = self.node
+        deadline = time.monotonic() + timeout
+        placements: list[node_pb2.Placement] = []
+        placed: list[tuple[float, node_pb2.Placement]] = []
+        for started, item, raw in group:
+            if isinstance(item, SubmitRefused):
+                placements.append(node_pb2.Placement(record_id=_record_id_or_empty(raw),
+                                                     status=item.code.value[0],
+                                                     error=item.message))
+                continue
+            rid = item.record_id
+            try:
+                where = node.board.wait(rid, max(0.0, deadline - time.monotonic()))
+            finally:
+                node.board.forget(rid)
+            if where is None:
+                placements.append(_unavailable(rid, f"not committed within {timeout:.0f} s; it"
+                                               " stays pending: look it up by id later"))
+                continue
+            placement = node_pb2.Placement(record_id=rid, index=where[0], height=where[1])
+            placements.append(placement)
+            placed.append((started, placement))
+        if not placed:
+            return node_pb2.SubmitResponse(placements=placements)
+        top = max(p.index for _, p in placed)
+        final = node.checkpoints.wait_final(top + 1, max(0.0, deadline - time.monotonic()))
+        if final is None:
+            for _, p in placed:
+                p.CopyFrom(_unavailable(p.record_id, f"committed at index {p.index} but no"
+                                        " final checkpoint yet; fetch its receipt later"))
+            return node_pb2.SubmitResponse(placements=placements)
+        now = time.monotonic()
+        for started, _ in placed:
+            node.metrics.commit_latency.observe(now - started)
+        return node_pb2.SubmitResponse(placements=placements, checkpoint=final[1],
+                                       height=max(p.height for _, p in placed))
 
     # --- reads -------------------------------------------------------------------------
 
@@ -258,6 +309,11 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             root=node.ledger.tree.root(head.tree_size), mempool_records=len(node.mempool),
             connected_peers=node.peers.connected(),
         )
+
+
+def _unavailable(record_id: bytes, message: str) -> node_pb2.Placement:
+    return node_pb2.Placement(record_id=record_id, status=grpc.StatusCode.UNAVAILABLE.value[0],
+                              error=message)
 
 
 def _record_id_or_empty(raw: bytes) -> bytes:

@@ -7,26 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("envelope",)
+    __slots__ = ("envelope", "envelopes")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
     envelope: bytes
-    def __init__(self, envelope: _Optional[bytes] = ...) -> None: ...
+    envelopes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, envelope: _Optional[bytes] = ..., envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("record_id", "index", "checkpoint", "height", "status", "error")
+    __slots__ = ("record_id", "index", "checkpoint", "height", "placements")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    record_id: bytes
+    index: int
+    checkpoint: bytes
+    height: int
+    placements: _containers.RepeatedCompositeFieldContainer[Placement]
+    def __init__(self, record_id: _Optional[bytes] = ..., index: _Optional[int] = ..., checkpoint: _Optional[bytes] = ..., height: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("record_id", "index", "height", "status", "error")
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     record_id: bytes
     index: int
-    checkpoint: bytes
     height: int
     status: int
     error: str
-    def __init__(self, record_id: _Optional[bytes] = ..., index: _Optional[int] = ..., checkpoint: _Optional[bytes] = ..., height: _Optional[int] = ..., status: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    def __init__(self, record_id: _Optional[bytes] = ..., index: _Optional[int] = ..., height: _Optional[int] = ..., status: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetRecordRequest(_message.Message):
     __slots__ = ("index", "record_id", "tree_size")
