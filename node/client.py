@@ -9,9 +9,10 @@ a forked history raises ``VerificationError`` / ``ForkDetected``, never returns 
 
 from __future__ import annotations
 
-import itertools
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,12 +241,35 @@ class LedgerClient:
         """
         raws: set[bytes] = set()  # record ids submitted and not yet answered
 
+        source: queue.Queue[bytes | None] = queue.Queue(maxsize=4 * batch)
+
+        def produce() -> None:  # the caller's iterator may block (rate limits, windows)
+            try:
+                for env in envelopes:
+                    source.put(env.raw if isinstance(env, Envelope) else env)
+            finally:
+                source.put(None)
+
         def requests() -> Iterator[node_pb2.SubmitRequest]:
-            it = iter(envelopes)
-            while chunk := list(itertools.islice(it, batch)):
-                out = [env.raw if isinstance(env, Envelope) else env for env in chunk]
+            # Send what is there: never wait for a full batch while records are in flight.
+            while True:
+                first = source.get()
+                if first is None:
+                    return
+                out = [first]
+                while len(out) < batch:
+                    try:
+                        raw = source.get_nowait()
+                    except queue.Empty:
+                        break
+                    if raw is None:
+                        source.put(None)
+                        break
+                    out.append(raw)
                 raws.update(Envelope.from_bytes(raw).record_id for raw in out)
                 yield node_pb2.SubmitRequest(envelopes=out)
+
+        threading.Thread(target=produce, name="submit-source", daemon=True).start()
 
         try:
             for response in self._stub.SubmitStream(requests()):
