@@ -45,6 +45,10 @@ class CommitBoard:
             self._last_commit = time.monotonic()
             self._cond.notify_all()
 
+    def placed(self, record_id: bytes) -> tuple[int, int] | None:
+        """(index, height) of a committed record someone waits for, without waiting."""
+        return self._results.get(record_id)
+
     def wait(self, record_id: bytes, timeout: float) -> tuple[int, int] | None:
         with self._cond:
             self._cond.wait_for(lambda: record_id in self._results, timeout)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -163,21 +164,41 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
                 pending.put(None)
 
         threading.Thread(target=read, name="submit-stream", daemon=True).start()
-        done = False
-        while not done and context.is_active():
-            group = pending.get()
-            if group is None:
-                return
-            while len(group) < MAX_ACK_GROUP:  # merge what else has arrived meanwhile
+        waiting: deque[_Item] = deque()  # admitted or refused, not yet answered, in order
+        open_ = True
+        while (open_ or waiting) and context.is_active():
+            if open_ and not waiting:
+                group = pending.get()
+                if group is None:
+                    open_ = False
+                    continue
+                waiting.extend(group)
+            while open_:  # take in whatever else has arrived meanwhile
                 try:
-                    more = pending.get_nowait()
+                    group = pending.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:
-                    done = True
-                    break
-                group += more
-            yield self._await_group(group, STREAM_TIMEOUT_S)
+                if group is None:
+                    open_ = False
+                else:
+                    waiting.extend(group)
+            yield self._await_group(self._ready_prefix(waiting), STREAM_TIMEOUT_S)
+
+    def _ready_prefix(self, waiting: deque[_Item]) -> list[_Item]:
+        """The oldest records, up to the first one not committed yet (after waiting for the
+        oldest): each answer goes out as soon as its own records are final, never held back
+        by records submitted after them."""
+        board = self.node.board
+        started, item, _ = waiting[0]
+        if isinstance(item, Envelope):
+            board.wait(item.record_id, max(0.0, started + STREAM_TIMEOUT_S - time.monotonic()))
+        prefix = [waiting.popleft()]
+        while waiting and len(prefix) < MAX_ACK_GROUP:
+            item = waiting[0][1]
+            if isinstance(item, Envelope) and board.placed(item.record_id) is None:
+                break
+            prefix.append(waiting.popleft())
+        return prefix
 
     def _try_accept(self, raw: bytes, who: Identity) -> Envelope | SubmitRefused:
         try:
