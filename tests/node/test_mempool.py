@@ -1,0 +1,63 @@
+"""Mempool: verify once, refuse duplicates, push back when full, free verdicts on commit."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.errors import SignatureError
+from ledger.keys import SigningKey
+from ledger.limits import DEFAULT_LIMITS
+from ledger.records import Keyring, sign_record
+from node.mempool import DuplicateRecord, Mempool, MempoolConfig, MempoolFull
+from proto import ledger_pb2
+
+NET = "test.example/v1"
+KEY = SigningKey.generate("agency-a", lambda n: b"\x07" * n)
+STRANGER = SigningKey.generate("agency-a", lambda n: b"\x09" * n)
+
+
+def _raw(i: int, key: SigningKey = KEY) -> bytes:
+    body = ledger_pb2.RecordBody(network=NET, agency="agency-a", nonce=i.to_bytes(16, "big"),
+                                 anchor=ledger_pb2.Anchor(source="s", version=str(i)))
+    return sign_record(body, key).raw
+
+
+def _pool(max_records: int = 3, committed: dict[bytes, int] | None = None) -> Mempool:
+    known = committed or {}
+    return Mempool(NET, Keyring([KEY.verifier]), DEFAULT_LIMITS,
+                   MempoolConfig(max_records=max_records, max_bytes=1 << 20), known.get)
+
+
+def test_full_mempool_pushes_back_and_frees_on_commit() -> None:
+    pool = _pool()
+    records = [pool.add(_raw(i)) for i in range(3)]
+    with pytest.raises(MempoolFull, match="limit"):
+        pool.add(_raw(3))
+    assert len(pool) == 3 and [e.raw for e in pool.take(10, 1 << 20)] == [_raw(i) for i in range(3)]
+    pool.remove([records[0].record_id], [records[0].envelope.leaf_hash])
+    pool.add(_raw(3))
+    assert len(pool) == 3
+
+
+def test_duplicates_pending_or_committed_are_refused() -> None:
+    first = _raw(1)
+    pool = _pool()
+    record = pool.add(first)
+    with pytest.raises(DuplicateRecord, match="pending"):
+        pool.add(first)
+    committed = _pool(committed={record.record_id: 41})
+    with pytest.raises(DuplicateRecord, match="committed") as err:
+        committed.add(first)
+    assert err.value.index == 41
+
+
+def test_block_records_verified_once_unknown_ones_checked() -> None:
+    pool = _pool()
+    known = pool.add(_raw(1))
+    fresh = _raw(2)
+    checked = pool.verify_for_block([known.envelope.raw, fresh])
+    assert checked[0] == (known.envelope.leaf_hash, known.record_id)
+    with pytest.raises(SignatureError):
+        pool.verify_for_block([_raw(3, STRANGER)])
+    # After state sync's certificate check, signatures are not re-checked, only parsed.
+    assert len(pool.verify_for_block([_raw(3, STRANGER)], check_signatures=False)) == 1
