@@ -41,8 +41,11 @@ class StorageConfig:
     map_size: int = 64 << 30
     sync: bool = True
     max_readers: int = 126
-    trim_every: int = 256
-    """Drop the map's resident pages after this many write transactions (0 = never)."""
+    trim_every: int = 16
+    """Drop the map's resident pages after this many write transactions (0 = never).
+
+    Each block inserts its record ids at random places of an index, touching up to one
+    page per record: trimming often keeps that from piling up between trims."""
 
 
 class Storage:

@@ -166,23 +166,28 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         threading.Thread(target=read, name="submit-stream", daemon=True).start()
         waiting: deque[_Item] = deque()  # admitted or refused, not yet answered, in order
         open_ = True
-        while (open_ or waiting) and context.is_active():
-            if open_ and not waiting:
-                group = pending.get()
-                if group is None:
-                    open_ = False
-                    continue
-                waiting.extend(group)
-            while open_:  # take in whatever else has arrived meanwhile
-                try:
-                    group = pending.get_nowait()
-                except queue.Empty:
-                    break
-                if group is None:
-                    open_ = False
-                else:
+        try:
+            while (open_ or waiting) and context.is_active():
+                if open_ and not waiting:
+                    group = pending.get()
+                    if group is None:
+                        open_ = False
+                        continue
                     waiting.extend(group)
-            yield self._await_group(self._ready_prefix(waiting), STREAM_TIMEOUT_S)
+                while open_:  # take in whatever else has arrived meanwhile
+                    try:
+                        group = pending.get_nowait()
+                    except queue.Empty:
+                        break
+                    if group is None:
+                        open_ = False
+                    else:
+                        waiting.extend(group)
+                yield self._await_group(self._ready_prefix(waiting), STREAM_TIMEOUT_S)
+        finally:  # a client that went away: nobody waits for its records any more
+            for _, item, _ in waiting:
+                if isinstance(item, Envelope):
+                    self.node.board.forget(item.record_id)
 
     def _ready_prefix(self, waiting: deque[_Item]) -> list[_Item]:
         """The oldest records, up to the first one not committed yet (after waiting for the
