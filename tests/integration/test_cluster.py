@@ -131,3 +131,31 @@ def test_unpinned_client_certificate_is_refused(cluster: Cluster, tmp_path: Path
         intruder.status()
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
     assert os.path.exists(cluster.net.genesis_path)
+
+
+def test_health_reflection_and_metrics_are_served(cluster: Cluster) -> None:
+    import urllib.request
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with cluster.client("tax-agency") as client:
+        channel = client._channel
+        health = health_pb2_grpc.HealthStub(channel)
+        status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        assert {"shadowledger.v1.Ledger", "shadowledger.v1.Peer",
+                "grpc.health.v1.Health"} <= services
+        client.submit(cluster.record("tax-agency", 500))
+    metrics_url = f"http://{cluster.node('tax-agency').metrics_address}/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    for name in ("shadowledger_height", "shadowledger_records_committed_total",
+                 "shadowledger_mempool_records", "shadowledger_peers_connected",
+                 "shadowledger_commit_latency_seconds_count"):
+        assert name in text, name
+    height = next(line for line in text.splitlines() if line.startswith("shadowledger_height"))
+    assert float(height.split()[-1]) >= 1
