@@ -76,7 +76,8 @@ class VerifiedRecord:
     """The tlog-proof@v1 receipt an auditor can check offline with the genesis."""
 
 
-def _status(value: int) -> grpc.StatusCode:
+def status_code(value: int) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` of its numeric value (as carried in ``Placement.status``)."""
     return next((c for c in grpc.StatusCode if c.value[0] == value), grpc.StatusCode.UNKNOWN)
 
 
@@ -283,7 +284,7 @@ class LedgerClient:
                 for p in response.placements:
                     if p.status:
                         raws.discard(p.record_id)
-                        yield Refused(p.record_id, _status(p.status), p.error)
+                        yield Refused(p.record_id, status_code(p.status), p.error)
                         continue
                     if p.record_id not in raws:
                         raise VerificationError("acknowledgement names a record not submitted")

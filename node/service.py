@@ -26,6 +26,7 @@ import grpc
 
 from ledger.errors import FormatError, LedgerError, SignatureError, UsageError
 from ledger.records import Envelope
+from node.client import status_code
 from node.mempool import DuplicateRecord, MempoolFull
 from node.node import Node
 from node.tls import Identity, peer_identity
@@ -110,41 +111,22 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         node.metrics.submitted.inc()
         return record.envelope
 
-    def _await(self, envelope: Envelope, started: float, timeout: float
-               ) -> node_pb2.SubmitResponse:
-        """Wait for commit and a final checkpoint covering the record."""
-        node = self.node
-        rid = envelope.record_id
-        try:
-            deadline = time.monotonic() + timeout
-            placed = node.board.wait(rid, timeout)
-            if placed is None:
-                raise SubmitRefused(grpc.StatusCode.UNAVAILABLE,
-                                    f"record {rid.hex()[:16]} not committed within {timeout:.0f}"
-                                    " s; it stays pending: look it up by id later")
-            index, height = placed
-            final = node.checkpoints.wait_final(index + 1, max(0.0, deadline - time.monotonic()))
-            if final is None:
-                raise SubmitRefused(grpc.StatusCode.UNAVAILABLE,
-                                    f"record committed at index {index} but no final checkpoint"
-                                    " yet; fetch its receipt later")
-        finally:
-            node.board.forget(rid)
-        node.metrics.commit_latency.observe(time.monotonic() - started)
-        return node_pb2.SubmitResponse(record_id=rid, index=index, height=height,
-                                       checkpoint=final[1])
-
     def Submit(self, request: node_pb2.SubmitRequest, context: grpc.ServicerContext
                ) -> node_pb2.SubmitResponse:
         who = self._identity(context)
         started = time.monotonic()
         remaining = context.time_remaining()
-        timeout = min(remaining if remaining is not None else 60.0, 60.0)
+        timeout = min(remaining if remaining is not None else 60.0, STREAM_TIMEOUT_S)
         try:
             envelope = self._accept(request.envelope, who)
-            return self._await(envelope, started, timeout)
         except SubmitRefused as exc:
             _abort(context, exc.code, exc.message)
+        answer = self._await_group([(started, envelope, request.envelope)], timeout)
+        placed = answer.placements[0]
+        if placed.status:
+            _abort(context, status_code(placed.status), placed.error)
+        return node_pb2.SubmitResponse(record_id=placed.record_id, index=placed.index,
+                                       height=placed.height, checkpoint=answer.checkpoint)
 
     def SubmitStream(self, request_iterator: Iterator[node_pb2.SubmitRequest],
                      context: grpc.ServicerContext) -> Iterator[node_pb2.SubmitResponse]:
