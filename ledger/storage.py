@@ -8,6 +8,7 @@ acknowledged). LMDB errors are wrapped into ``StorageError`` at this boundary.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -206,8 +207,6 @@ def _check_file_not_truncated(path: Path) -> None:
 
 def _last_page_from_meta(head: bytes) -> tuple[int, int] | None:
     """(page size, last page number) from the newer of LMDB's two meta pages."""
-    import struct
-
     magic = 0xBEEFC0DE
     best: tuple[int, int, int] | None = None
     # Meta page layout (lmdb mdb.c, 64-bit): page header 16 bytes, then MDB_meta:
@@ -228,8 +227,6 @@ def _last_page_from_meta(head: bytes) -> tuple[int, int] | None:
 
 
 def _meta_offsets(head: bytes) -> list[int]:
-    import struct
-
     if len(head) < 16 + 32:
         return []
     # The first meta page is at 0; the second at one page size, read from the first.

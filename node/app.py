@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -76,7 +75,6 @@ class LedgerApp:
         self._clock_ms = clock_ms
         self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
         self._staged: list[tuple[Block, tuple[bytes, ...], tuple[bytes, ...]]] = []
-        self._lock = threading.Lock()
         self.reset_tip()
 
     def reset_tip(self) -> None:

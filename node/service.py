@@ -301,8 +301,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         self._identity(context)
         index = request.from_index
         while context.is_active():
-            size = self.node.board.wait_size(index, 1.0) if index >= self.node.board.size \
-                else self.node.board.size
+            size = self.node.board.wait_size(index, 1.0)  # returns at once if already past
             for i in range(index, size):
                 yield node_pb2.CommittedRecord(index=i, envelope=self.node.ledger.record(i))
             index = max(index, size)
