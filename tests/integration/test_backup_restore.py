@@ -13,7 +13,7 @@ from typing import Any
 
 from node.backup import MANIFEST_FILE
 from node.client import Ack
-from tests.integration.cluster import Cluster, running_cluster
+from tests.integration.cluster import Cluster, running_cluster, submit_records
 
 VALIDATORS = ["tax-agency", "social-security", "health-insurance", "statistics-office"]
 RESTORED = "statistics-office"
@@ -32,27 +32,17 @@ def _manifest(backup: Path) -> dict[str, Any]:
     return data
 
 
-def _submit(cluster: Cluster, agency: str, start: int, count: int) -> list[Ack]:
-    acks = []
-    with cluster.client(agency) as client:
-        for result in client.submit_many(cluster.record(agency, i)
-                                         for i in range(start, start + count)):
-            assert isinstance(result, Ack), result
-            acks.append(result)
-    return acks
-
-
 def _load(cluster: Cluster, acks: list[Ack], stop: threading.Event) -> None:
     """Keep records flowing (batches of 20) until ``stop``; a failure ends the thread."""
     batch = 0
     while not stop.is_set():
-        acks += _submit(cluster, "health-insurance", 1000 + 20 * batch, 20)
+        acks += submit_records(cluster, "health-insurance", 1000 + 20 * batch, 20)
         batch += 1
 
 
 def test_a_validator_restored_from_an_online_backup_catches_up(tmp_path: Path) -> None:
     with running_cluster(tmp_path / "net") as cluster:
-        acks = _submit(cluster, "tax-agency", 0, 30)
+        acks = submit_records(cluster, "tax-agency", 0, 30)
         data_dir = cluster.node(RESTORED).config_path.parent / "data"
         genesis = cluster.net.genesis_path
         under_load: list[Ack] = []
@@ -71,11 +61,11 @@ def test_a_validator_restored_from_an_online_backup_catches_up(tmp_path: Path) -
             loader.join(timeout=120)
         backed_up = _manifest(tmp_path / "node.tar")["tree_size"]
         assert backed_up > 0
-        acks += under_load + _submit(cluster, "social-security", 0, 20)
+        acks += under_load + submit_records(cluster, "social-security", 0, 20)
 
         cluster.kill(RESTORED)  # the disk is lost
         shutil.rmtree(data_dir)
-        acks += _submit(cluster, "tax-agency", 100, 30)  # the others go on without it
+        acks += submit_records(cluster, "tax-agency", 100, 30)  # the others go on without it
         done = _cli("node", "restore", "--from", tmp_path / "node.tar",
                     "--data-dir", data_dir, "--genesis", genesis)
         assert done.returncode == 0, done.stderr
@@ -83,7 +73,7 @@ def test_a_validator_restored_from_an_online_backup_catches_up(tmp_path: Path) -
 
         cluster.start(RESTORED)
         cluster.wait_ready([RESTORED])
-        acks += _submit(cluster, RESTORED, 0, 10)  # and it takes part again
+        acks += submit_records(cluster, RESTORED, 0, 10)  # and it takes part again
         size = max(a.checkpoint.size for a in acks)
         root = cluster.wait_same_root([*VALIDATORS, "audit-office"], size, timeout=120)
         assert backed_up < size  # so the restored node had to catch up from its peers
