@@ -63,7 +63,11 @@ def test_a_validator_restored_from_an_online_backup_catches_up(tmp_path: Path) -
         assert backed_up > 0
         acks += under_load + submit_records(cluster, "social-security", 0, 20)
 
+        config = cluster.node(RESTORED).config_path
+        assert _cli("node", "health", "--config", config).stdout.strip() == "SERVING"
         cluster.kill(RESTORED)  # the disk is lost
+        down = _cli("node", "health", "--config", config, "--timeout", "1")
+        assert down.returncode == 1 and "FAILED: node unreachable" in down.stderr
         shutil.rmtree(data_dir)
         acks += submit_records(cluster, "tax-agency", 100, 30)  # the others go on without it
         done = _cli("node", "restore", "--from", tmp_path / "node.tar",
