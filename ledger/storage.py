@@ -47,6 +47,10 @@ class StorageConfig:
 
     Each block inserts its record ids at random places of an index, touching up to one
     page per record: trimming often keeps that from piling up between trims."""
+    readonly: bool = False
+    """Open without writing (backups of a live store, checks of a copy). The store must
+    exist; LMDB still registers readers in ``lock.mdb``, so the writer beside keeps the
+    pages of a reader's snapshot intact until it ends."""
 
 
 class Storage:
@@ -55,7 +59,11 @@ class Storage:
     def __init__(self, path: str | os.PathLike[str], config: StorageConfig | None = None):
         self.path = Path(path)
         self.config = config or StorageConfig()
-        self.path.mkdir(parents=True, exist_ok=True)
+        readonly = self.config.readonly
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not (self.path / "data.mdb").is_file():
+            raise StorageError(f"{self.path}: no store here (data.mdb is missing)")
         _check_file_not_truncated(self.path)
         try:
             self.env = lmdb.open(
@@ -66,8 +74,14 @@ class Storage:
                 metasync=self.config.sync,
                 max_readers=self.config.max_readers,
                 readahead=False,
+                readonly=readonly,
+                create=not readonly,
             )
-            self.dbs: dict[bytes, Any] = {name: self.env.open_db(name) for name in SUBDBS}
+            self.dbs: dict[bytes, Any] = {
+                name: self.env.open_db(name, create=not readonly) for name in SUBDBS
+            }
+        except lmdb.NotFoundError as exc:
+            raise CorruptStoreError(f"{self.path}: a sub-database is missing ({exc})") from exc
         except lmdb.InvalidError as exc:
             raise CorruptStoreError(f"{self.path}: not a valid LMDB environment ({exc})") from exc
         except lmdb.Error as exc:
@@ -78,9 +92,11 @@ class Storage:
         self._check_layout()
 
     def _check_layout(self) -> None:
-        with self.env.begin(write=True, db=self.dbs[b"meta"]) as txn:
+        with self.env.begin(write=not self.config.readonly, db=self.dbs[b"meta"]) as txn:
             layout = txn.get(b"layout")
             if layout is None:
+                if self.config.readonly:
+                    raise CorruptStoreError(f"{self.path}: store layout record is missing")
                 if txn.stat(self.dbs[b"records"])["entries"]:
                     raise CorruptStoreError(f"{self.path}: records present but layout missing")
                 txn.put(b"layout", LAYOUT)
@@ -143,9 +159,15 @@ class Storage:
             yield txn
 
     def copy_to(self, dest: str | os.PathLike[str]) -> None:
-        """Online, compacted, consistent copy of the environment (for backups)."""
+        """Online, compacted, consistent copy of the environment (for backups).
+
+        LMDB copies inside one read transaction, so the copy is the state of one commit
+        even while a writer goes on; ``dest`` must be an empty folder."""
         Path(dest).mkdir(parents=True, exist_ok=True)
-        self.env.copy(str(dest), compact=True)
+        try:
+            self.env.copy(str(dest), compact=True)
+        except lmdb.Error as exc:
+            raise StorageError(f"{self.path}: copy to {dest} failed ({exc})") from exc
 
     def close(self) -> None:
         self.env.close()

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ledger.errors import LedgerError, StorageError, VerificationError
 from ledger.genesis import TrustRoot
@@ -131,6 +132,57 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return run_node(Path(args.config))
 
 
+def _genesis_bytes(args: argparse.Namespace) -> bytes | None:
+    return None if args.genesis is None else _read(args.genesis)
+
+
+def cmd_node_backup(args: argparse.Namespace) -> int:
+    from node.backup import create_backup
+
+    m = create_backup(Path(args.data_dir), Path(args.out), datetime.now(UTC),
+                      _genesis_bytes(args))
+    print(f"{args.out}: height {m.head_height}, {m.tree_size} records, root {m.tree_root},"
+          f" {m.data_bytes} bytes (sha256 {m.data_sha256})")
+    return EXIT_OK
+
+
+def cmd_node_verify_backup(args: argparse.Namespace) -> int:
+    from node.backup import verify_backup
+
+    m = verify_backup(Path(args.backup), _genesis_bytes(args))
+    print(f"OK: {args.backup}: height {m.head_height}, {m.tree_size} records, root"
+          f" {m.tree_root}, taken {m.created}")
+    return EXIT_OK
+
+
+def cmd_node_restore(args: argparse.Namespace) -> int:
+    from node.backup import restore_backup
+
+    result = restore_backup(Path(args.source), Path(args.data_dir), datetime.now(UTC),
+                            force=args.force, genesis=_genesis_bytes(args))
+    m = result.manifest
+    if result.moved_aside is not None:
+        print(f"previous contents of {args.data_dir} moved to {result.moved_aside}")
+    print(f"restored {args.data_dir}: height {m.head_height}, {m.tree_size} records, root"
+          f" {m.tree_root} (taken {m.created}); start the node: it catches up from its peers")
+    return EXIT_OK
+
+
+def cmd_node_health(args: argparse.Namespace) -> int:
+    import grpc
+
+    from node.config import load_config
+    from node.health import check_health
+
+    try:
+        status = check_health(load_config(args.config), args.timeout)
+    except grpc.RpcError as exc:
+        print(f"FAILED: node unreachable: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return EXIT_INVALID
+    print(status)
+    return EXIT_OK if status == "SERVING" else EXIT_INVALID
+
+
 def cmd_network_local(args: argparse.Namespace) -> int:
     from node.daemon import run_local
 
@@ -207,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = node_verbs.add_parser("run", help="serve until SIGTERM / Ctrl-C (see docs/CONFIG.md)")
     run.add_argument("--config", required=True, help="node.toml")
     run.set_defaults(handler=cmd_node_run)
+    _add_node_ops(node_verbs)
 
     genesis = verbs.add_parser(
         "genesis", help="build a genesis.json from the agencies' public keys and certificates"
@@ -227,6 +280,38 @@ def build_parser() -> argparse.ArgumentParser:
     tls_id.add_argument("--force", action="store_true", help="overwrite existing files")
     tls_id.set_defaults(handler=cmd_tls_identity)
     return parser
+
+
+def _add_node_ops(node_verbs: Any) -> None:
+    """Operations on a node's store and process: backup, restore, health (docs/OPERATIONS.md)."""
+    backup = node_verbs.add_parser(
+        "backup", help="online, consistent snapshot of a (running) node's store"
+    )
+    backup.add_argument("--data-dir", required=True, help="the node's data folder")
+    backup.add_argument("--out", required=True,
+                        help="new folder, or a file ending in .tar, for the backup")
+    backup.add_argument("--genesis", help="genesis.json: checked against the chain; needed"
+                        " only for a store without any block")
+    backup.set_defaults(handler=cmd_node_backup)
+    check = node_verbs.add_parser("verify-backup", help="check a backup without restoring it")
+    check.add_argument("backup", help="backup folder or .tar file")
+    check.add_argument("--genesis", help="genesis.json: also check network and checkpoints")
+    check.set_defaults(handler=cmd_node_verify_backup)
+    restore = node_verbs.add_parser(
+        "restore", help="verify a backup and install it as a stopped node's store"
+    )
+    restore.add_argument("--from", dest="source", required=True, help="backup folder or .tar")
+    restore.add_argument("--data-dir", required=True, help="the node's data folder")
+    restore.add_argument("--genesis", help="genesis.json: also check network and checkpoints")
+    restore.add_argument("--force", action="store_true",
+                         help="move a non-empty data folder aside (DIR.before-restore-TIME)")
+    restore.set_defaults(handler=cmd_node_restore)
+    health = node_verbs.add_parser(
+        "health", help="gRPC health check of the node on this machine (exit 0 if SERVING)"
+    )
+    health.add_argument("--config", required=True, help="node.toml")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    health.set_defaults(handler=cmd_node_health)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ledger.records import Envelope, sign_record
-from node.client import LedgerClient
+from node.client import Ack, LedgerClient
 from node.config import load_client_profile, read_signing_key
 from node.localnet import LocalNetwork, LocalNode, generate
 from proto import ledger_pb2
@@ -141,6 +141,17 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"nodes did not converge on size {size}: {states}")
             time.sleep(0.3)
+
+
+def submit_records(cluster: Cluster, agency: str, start: int, count: int) -> list[Ack]:
+    """Submit ``count`` of ``agency``'s records through its own node; all must be acked."""
+    acks = []
+    with cluster.client(agency) as client:
+        for result in client.submit_many(cluster.record(agency, i)
+                                         for i in range(start, start + count)):
+            assert isinstance(result, Ack), result
+            acks.append(result)
+    return acks
 
 
 @contextmanager

@@ -157,3 +157,21 @@ def test_a_foreign_layout_is_refused(tmp_path: Path) -> None:
     storage.close()
     with pytest.raises(CorruptStoreError, match="layout"):
         _open(tmp_path)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 1 << 14])
+def test_check_all_streams_and_finds_a_resealed_wrong_node(tmp_path: Path, batch: int) -> None:
+    from ledger.tree_store import _locate, _seal, _unseal
+
+    storage, tree = _build(tmp_path, [500])
+    assert tree.check_all(batch) == sum(500 >> level for level in range(9))
+    key, offset = _locate(1, 100)  # an inner node, off the right edge: open does not see it
+    with storage.write() as txn:
+        body = bytearray(_unseal(key, txn.get(key, db=storage.db(b"tree"))))
+        body[offset] ^= 0x01
+        txn.put(key, _seal(key, body), db=storage.db(b"tree"))
+    storage.close()
+    storage, tree = _open(tmp_path)
+    with pytest.raises(CorruptStoreError, match="tree level 1 does not hash"):
+        tree.check_all(batch)
+    storage.close()
