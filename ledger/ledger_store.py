@@ -123,6 +123,17 @@ class Ledger:
 
     # --- reading -----------------------------------------------------------------------
 
+    def refresh(self) -> Head:
+        """Catch up with blocks another process committed (a read-only reader of a live
+        node's store); cheap when nothing changed: one read of the chain head."""
+        with self.storage.read() as txn:
+            raw = txn.get(_HEAD, db=self._db[b"meta"])
+        stored = None if raw is None else (_U64.unpack(raw[:8])[0], bytes(raw[8:]))
+        if stored is not None and stored != (self.head.height, self.head.hash):
+            self.tree.reload()
+            self.head = self._load_head()
+        return self.head
+
     def _get(self, db: bytes, key: bytes) -> bytes | None:
         with self.storage.read() as txn:
             value = txn.get(key, db=self._db[db])

@@ -42,6 +42,9 @@ class StorageConfig:
     map_size: int = 64 << 30
     sync: bool = True
     max_readers: int = 126
+    readonly: bool = False
+    """Open for reading only (an explorer over another process's store): nothing is
+    created or written, and the store must already exist."""
     trim_every: int = 16
     """Drop the map's resident pages after this many write transactions (0 = never).
 
@@ -55,6 +58,9 @@ class Storage:
     def __init__(self, path: str | os.PathLike[str], config: StorageConfig | None = None):
         self.path = Path(path)
         self.config = config or StorageConfig()
+        readonly = self.config.readonly
+        if readonly and not (self.path / "data.mdb").is_file():
+            raise StorageError(f"{self.path}: no ledger store here (data.mdb is missing)")
         self.path.mkdir(parents=True, exist_ok=True)
         _check_file_not_truncated(self.path)
         try:
@@ -66,8 +72,11 @@ class Storage:
                 metasync=self.config.sync,
                 max_readers=self.config.max_readers,
                 readahead=False,
+                readonly=readonly,
             )
-            self.dbs: dict[bytes, Any] = {name: self.env.open_db(name) for name in SUBDBS}
+            self.dbs: dict[bytes, Any] = {
+                name: self.env.open_db(name, create=not readonly) for name in SUBDBS
+            }
         except lmdb.InvalidError as exc:
             raise CorruptStoreError(f"{self.path}: not a valid LMDB environment ({exc})") from exc
         except lmdb.Error as exc:
@@ -78,6 +87,14 @@ class Storage:
         self._check_layout()
 
     def _check_layout(self) -> None:
+        if self.config.readonly:
+            with self.env.begin(db=self.dbs[b"meta"]) as txn:
+                layout = txn.get(b"layout")
+            if layout != LAYOUT:
+                raise CorruptStoreError(
+                    f"{self.path}: store layout is {layout!r}, this version reads {LAYOUT!r}"
+                )
+            return
         with self.env.begin(write=True, db=self.dbs[b"meta"]) as txn:
             layout = txn.get(b"layout")
             if layout is None:
