@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ def test_latest_checkpoint_names_who_signed(served: tuple[Built, Ledger, str]) -
 
 
 def test_blocks_are_paged_newest_first(served: tuple[Built, Ledger, str]) -> None:
-    built, _, url = served
+    _built, _, url = served
     first = get_json(url, "/api/blocks?limit=2")
     assert [b["height"] for b in first["blocks"]] == [5, 4] and first["next_before"] == 4
     second = get_json(url, "/api/blocks?limit=2&before=4")
@@ -139,7 +140,7 @@ def test_records_per_day_per_pair(served: tuple[Built, Ledger, str]) -> None:
 def test_commit_latency_is_the_block_time_delta(served: tuple[Built, Ledger, str]) -> None:
     _, _, url = served
     doc = get_json(url, "/api/charts/commit-latency")
-    deltas = [b - a for a, b in zip(BLOCK_TIMES, BLOCK_TIMES[1:], strict=False)]
+    deltas = [b - a for a, b in itertools.pairwise(BLOCK_TIMES)]
     assert [p["interval_ms"] for p in doc["points"]] == deltas
     assert [p["height"] for p in doc["points"]] == [2, 3, 4, 5]
 

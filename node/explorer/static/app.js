@@ -50,10 +50,20 @@ function table(headers, rows, attrs) {
 
 function keyValues(pairs) {
   return el("table", { class: "kv" }, el("tbody", {}, pairs.map(([k, v]) =>
-    el("tr", {}, el("th", {}, k), v instanceof Node ? v : mono(v)))));
+    el("tr", {}, el("th", {}, k),
+      v instanceof HTMLTableCellElement ? v : v instanceof Node ? el("td", {}, v) : mono(v)))));
 }
 
 // --- charts: inline SVG, drawn here ----------------------------------------------------
+
+function duration(ms) {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 120000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 7200000) return `${(ms / 60000).toFixed(1)} min`;
+  return `${(ms / 3600000).toFixed(1)} h`;
+}
+
+function fmt(value, unit) { return unit === "ms" ? duration(value) : String(Math.round(value)); }
 
 function axes(g, w, h, pad, max, unit) {
   g.append(svg("line", { x1: pad.l, y1: h - pad.b, x2: w - pad.r, y2: h - pad.b, stroke: "#888" }));
@@ -62,17 +72,17 @@ function axes(g, w, h, pad, max, unit) {
     const y = h - pad.b - f * (h - pad.t - pad.b);
     const label = svg("text", { x: pad.l - 6, y: y + 4, "text-anchor": "end", "font-size": 11,
                                 fill: "#444" });
-    label.textContent = String(Math.round(f * max)) + (unit || "");
+    label.textContent = fmt(f * max, unit);
     g.append(label);
     if (f > 0) g.append(svg("line", { x1: pad.l, y1: y, x2: w - pad.r, y2: y, stroke: "#e3e6ea" }));
   }
 }
 
 function stackedBars(id, labels, series, unit) {
-  const w = 600, h = 230, pad = { l: 46, r: 10, t: 10, b: 34 };
+  const w = 600, h = 230, pad = { l: 58, r: 10, t: 10, b: 34 };
   const totals = labels.map((_, i) => series.reduce((s, x) => s + x.values[i], 0));
   const max = Math.max(1, ...totals);
-  const chart = svg("svg", { id, viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img" });
+  const chart = svg("svg", { id, class: "chart", viewBox: `0 0 ${w} ${h}`, role: "img" });
   axes(chart, w, h, pad, max, unit);
   const slot = (w - pad.l - pad.r) / Math.max(1, labels.length);
   const scale = (h - pad.t - pad.b) / max;
@@ -86,7 +96,7 @@ function stackedBars(id, labels, series, unit) {
       const bar = svg("rect", { x: pad.l + i * slot + slot * 0.1, y, width: Math.max(1, slot * 0.8),
                                 height: bh, fill: s.color, "data-series": s.name });
       const tip = svg("title");
-      tip.textContent = `${label} ${s.name}: ${v}${unit || ""}`;
+      tip.textContent = `${label} ${s.name}: ${fmt(v, unit)}`;
       bar.append(tip);
       chart.append(bar);
     });
@@ -114,7 +124,7 @@ async function perDayChart() {
                                              color: PALETTE[i % PALETTE.length] }));
   const labels = doc.days.map((d) => d.slice(5));
   const body = series.length
-    ? [stackedBars("chart-per-day", labels, series, ""), legend(series)]
+    ? [stackedBars("chart-per-day", labels, series, "records"), legend(series)]
     : [el("p", { class: "muted" }, "No sharing events or anchors yet.")];
   return card("Records per day per agency pair", { id: "card-per-day" },
     el("p", { class: "muted" }, "Sharing events provider→recipient; anchors per agency (block day, UTC)."),
@@ -127,10 +137,10 @@ async function latencyChart() {
   const series = [{ name: "interval since previous block", values: doc.points.map((p) => p.interval_ms),
                     color: LATENCY_COLOR }];
   const body = doc.points.length
-    ? [stackedBars("chart-latency", labels, series, " ms"), legend(series)]
+    ? [stackedBars("chart-latency", labels, series, "ms"), legend(series)]
     : [el("p", { class: "muted" }, "Needs at least two blocks.")];
   return card("Commit latency (time between blocks)", { id: "card-latency" },
-    el("p", { class: "muted" }, `Last ${doc.points.length} blocks, median ${doc.median_ms ?? "—"} ms.`),
+    el("p", { class: "muted" }, `Last ${doc.points.length} blocks, median ${doc.median_ms === null ? "—" : duration(doc.median_ms)}.`),
     ...body);
 }
 
