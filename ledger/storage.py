@@ -120,6 +120,8 @@ class Storage:
     @contextmanager
     def write(self) -> Iterator[Any]:
         """One durable write transaction: committed and synced on exit, aborted on error."""
+        if self.config.readonly:
+            raise StorageError(f"{self.path}: opened read-only; no write is possible")
         txn = self.env.begin(write=True)
         try:
             yield txn
