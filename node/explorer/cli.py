@@ -12,6 +12,7 @@ from ledger.errors import UsageError
 from node.explorer.server import ExplorerServer
 from node.explorer.source import open_store_reader
 from node.explorer.views import Explorer
+from node.logging_setup import configure_logging
 
 
 def serve_explorer(args: argparse.Namespace) -> int:
@@ -27,6 +28,7 @@ def serve_explorer(args: argparse.Namespace) -> int:
         )
     if args.genesis is None:
         raise UsageError("--data-dir needs --genesis (the network's genesis.json)")
+    configure_logging("console", "info")
     genesis = Path(args.genesis).read_bytes()
     reader = open_store_reader(Path(args.data_dir), genesis)
     stop = threading.Event()
