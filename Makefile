@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed
 NETDIR ?= var/localnet
 SEEDS  ?= 100000
 
-.PHONY: run test bench lint sim proto clean help deploy-tools
+.PHONY: run test bench lint sim proto clean help system-deps
 
 help:
 	@echo "make run    - set up and run the local demo (see README)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make bench  - run the benchmarks (machine-readable JSON lines)"
 	@echo "make lint   - ruff + mypy"
+	@echo "make system-deps - install Debian packages some tests use (as root)"
 	@echo "make sim    - long consensus simulation campaign (SEEDS=$(SEEDS))"
 
 $(STAMP): pyproject.toml
@@ -26,17 +27,25 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/shadowledger network local --nodes 4 --dir $(NETDIR)
 
-test: $(STAMP) deploy-tools
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# tests/deploy run `systemd-analyze verify` (Debian package systemd); the other checkers
-# come from PyPI with the dev extras. Installed here when missing and running as root.
-deploy-tools:
-	@command -v systemd-analyze >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
-	  else echo "systemd-analyze is missing: install the systemd package" >&2; fi; }
+# Debian packages some tests drive for real: systemd (systemd-analyze verify of deploy/),
+# chromium (the explorer's screenshot test). Installed only when missing and when running
+# as root with apt-get; otherwise the tests that need them say what to install (and fail
+# under CI=true rather than skip).
+SYSTEM_PKGS ?= systemd chromium fonts-dejavu-core
+system-deps:
+	@missing=""; for p in $(SYSTEM_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "missing Debian packages:$$missing (need root and apt-get);" \
+	  "the tests that use them fail under CI=true" >&2; fi
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -123,6 +123,27 @@ class Ledger:
 
     # --- reading -----------------------------------------------------------------------
 
+    def refresh(self, attempts: int = 3) -> Head:
+        """Catch up with blocks another process committed (a read-only reader of a live
+        node's store); cheap when nothing changed: one read of the chain head.
+
+        The tree and the head are read in two transactions, so a block committed between
+        them makes them disagree for a moment: that is retried, a lasting mismatch raised.
+        """
+        for attempt in range(attempts):
+            with self.storage.read() as txn:
+                raw = txn.get(_HEAD, db=self._db[b"meta"])
+            stored = None if raw is None else (_U64.unpack(raw[:8])[0], bytes(raw[8:]))
+            if stored is None or stored == (self.head.height, self.head.hash):
+                return self.head
+            self.tree.reload()
+            try:
+                self.head = self._load_head()
+            except CorruptStoreError:
+                if attempt == attempts - 1:
+                    raise
+        return self.head
+
     def _get(self, db: bytes, key: bytes) -> bytes | None:
         with self.storage.read() as txn:
             value = txn.get(key, db=self._db[db])

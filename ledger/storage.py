@@ -48,9 +48,10 @@ class StorageConfig:
     Each block inserts its record ids at random places of an index, touching up to one
     page per record: trimming often keeps that from piling up between trims."""
     readonly: bool = False
-    """Open without writing (backups of a live store, checks of a copy). The store must
-    exist; LMDB still registers readers in ``lock.mdb``, so the writer beside keeps the
-    pages of a reader's snapshot intact until it ends."""
+    """Open without writing (explorers, exports and backups of a live store, checks of a
+    copy): nothing is created or written, and the store must already exist. LMDB still
+    registers readers in ``lock.mdb``, so the writer beside keeps the pages of a reader's
+    snapshot intact until it ends."""
 
 
 class Storage:
@@ -63,7 +64,7 @@ class Storage:
         if not readonly:
             self.path.mkdir(parents=True, exist_ok=True)
         elif not (self.path / "data.mdb").is_file():
-            raise StorageError(f"{self.path}: no store here (data.mdb is missing)")
+            raise StorageError(f"{self.path}: no ledger store here (data.mdb is missing)")
         _check_file_not_truncated(self.path)
         try:
             self.env = lmdb.open(
@@ -92,11 +93,17 @@ class Storage:
         self._check_layout()
 
     def _check_layout(self) -> None:
-        with self.env.begin(write=not self.config.readonly, db=self.dbs[b"meta"]) as txn:
+        if self.config.readonly:
+            with self.env.begin(db=self.dbs[b"meta"]) as txn:
+                layout = txn.get(b"layout")
+            if layout != LAYOUT:
+                raise CorruptStoreError(
+                    f"{self.path}: store layout is {layout!r}, this version reads {LAYOUT!r}"
+                )
+            return
+        with self.env.begin(write=True, db=self.dbs[b"meta"]) as txn:
             layout = txn.get(b"layout")
             if layout is None:
-                if self.config.readonly:
-                    raise CorruptStoreError(f"{self.path}: store layout record is missing")
                 if txn.stat(self.dbs[b"records"])["entries"]:
                     raise CorruptStoreError(f"{self.path}: records present but layout missing")
                 txn.put(b"layout", LAYOUT)
@@ -119,6 +126,8 @@ class Storage:
     @contextmanager
     def write(self) -> Iterator[Any]:
         """One durable write transaction: committed and synced on exit, aborted on error."""
+        if self.config.readonly:
+            raise StorageError(f"{self.path}: opened read-only; no write is possible")
         txn = self.env.begin(write=True)
         try:
             yield txn

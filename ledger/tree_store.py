@@ -211,6 +211,11 @@ class TreeStore:
                 self._load_open_tile(txn, t // TILE_HEIGHT)
             self._check_absent(txn, _KEY.pack((levels + TILE_HEIGHT - 1) // TILE_HEIGHT, 0))
 
+    def reload(self) -> None:
+        """Re-read the committed state another process wrote, and check its right edge."""
+        self._load()
+        self.check_edges()
+
     def _load_open_tile(self, txn: Any, t: int) -> None:
         bottom = self._size >> (t * TILE_HEIGHT)
         tiles = (bottom + TILE_WIDTH - 1) >> TILE_HEIGHT

@@ -190,6 +190,12 @@ def cmd_network_local(args: argparse.Namespace) -> int:
                      args.network)
 
 
+def cmd_explorer(args: argparse.Namespace) -> int:
+    from node.explorer.cli import serve_explorer
+
+    return serve_explorer(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shadowledger",
@@ -279,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     tls_id.add_argument("--days", type=int, default=365, help="validity in days")
     tls_id.add_argument("--force", action="store_true", help="overwrite existing files")
     tls_id.set_defaults(handler=cmd_tls_identity)
+
+    explorer = verbs.add_parser(
+        "explorer", help="serve the read-only web explorer over a ledger (until Ctrl-C)"
+    )
+    explorer.add_argument("dir", nargs="?", help="a static export (shadowledger export)")
+    explorer.add_argument("--data-dir", help="a node's LMDB data folder, opened read-only")
+    explorer.add_argument("--genesis", help="the network's genesis.json")
+    explorer.add_argument("--listen", default="127.0.0.1:8101", help="host:port (0 = any free)")
+    explorer.set_defaults(handler=cmd_explorer)
     return parser
 
 

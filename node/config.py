@@ -128,6 +128,16 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class ExplorerSection:
+    """[explorer]: the read-only web explorer for auditors (plain HTTP: keep it private)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8101"
+    max_concurrent: int = _setting(16, minimum=1)
+    """Requests served at once; beyond that the explorer answers 503 at once."""
+
+
+@dataclass(frozen=True)
 class LogSection:
     """[log]: structured logs on stderr."""
 
@@ -145,6 +155,7 @@ class NodeConfig:
     limits: LimitsSection = field(default_factory=LimitsSection)
     storage: StorageSection = field(default_factory=StorageSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    explorer: ExplorerSection = field(default_factory=ExplorerSection)
     log: LogSection = field(default_factory=LogSection)
     source: Path | None = None
     """The file this was loaded from, if any."""
@@ -174,6 +185,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsSection,
     "storage": StorageSection,
     "metrics": MetricsSection,
+    "explorer": ExplorerSection,
     "log": LogSection,
 }
 
@@ -202,6 +214,8 @@ def _check_node(config: NodeConfig, reader: _Reader) -> None:
     reader.address("node.listen", config.node.listen)
     if config.metrics.enabled:
         reader.address("metrics.listen", config.metrics.listen)
+    if config.explorer.enabled:
+        reader.address("explorer.listen", config.explorer.listen)
     if config.is_validator and config.keys.validator_key is None:
         raise reader.error("keys.validator_key", 'is required when node.role = "validator"')
     names = [p.name for p in config.peers]

@@ -70,6 +70,9 @@ def run_local(folder: Path, nodes: int, base_port: int, metrics_base_port: int,
         for agency in local.agencies:
             print(f"  {agency.name:18} {agency.client_profile}")
         print("Python: LedgerClient.from_profile(PATH); Ctrl-C stops the network.")
+        observer = local.nodes[-1]
+        print(f"explorer (read-only, from another terminal): shadowledger explorer --data-dir"
+              f" {observer.config_path.parent / 'data'} --genesis {local.genesis_path}")
         _watch(local.agencies[0].client_profile, procs, stop)
     finally:
         for proc in procs:

@@ -30,6 +30,7 @@ from node.app import BlockPolicy, LedgerApp
 from node.checkpoints import CheckpointCollector
 from node.commits import CommitBoard
 from node.config import NodeConfig, read_signing_key
+from node.explorer.server import ExplorerServer
 from node.logging_setup import get_logger
 from node.mempool import DuplicateRecord, Mempool, MempoolConfig, MempoolFull
 from node.metrics import Metrics
@@ -90,6 +91,7 @@ class Node:
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self.server, self.port = self._make_server()
+        self.explorer: ExplorerServer | None = None
         from node.sync import BlockSync  # the sync module needs a constructed Node
 
         self.sync = BlockSync(self)
@@ -171,6 +173,7 @@ class Node:
         self.peers.start()
         if self.config.metrics.enabled:
             self.metrics.serve(self.config.metrics.listen)
+        self.explorer = self._start_explorer()
         self._spawn(self._gossip_loop, "gossip")
         self._spawn(self._hello_loop, "hello")
         if self.driver is not None:
@@ -182,6 +185,18 @@ class Node:
         self.log.info("node started", role=self.role, listen=self.config.node.listen,
                       height=self.ledger.head.height, tree_size=self.ledger.tree.size)
 
+    def _start_explorer(self) -> ExplorerServer | None:
+        """The read-only web explorer over this node's ledger, when [explorer] enables it."""
+        section = self.config.explorer
+        if not section.enabled:
+            return None
+        from node.explorer.views import Explorer
+
+        explorer = Explorer(self.ledger, self.genesis_bytes)
+        server = ExplorerServer(explorer, section.listen, section.max_concurrent).start()
+        self.log.info("explorer serving", url=server.url)
+        return server
+
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
@@ -192,6 +207,8 @@ class Node:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace=1).wait(5)
+        if self.explorer is not None:
+            self.explorer.stop()
         self.sync.stop()
         if self.driver is not None:
             self.driver.stop()

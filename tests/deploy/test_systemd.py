@@ -37,14 +37,14 @@ def units(tmp_path: Path) -> list[Path]:
 
 
 def test_units_pass_systemd_analyze_verify(units: list[Path]) -> None:
-    analyze = tool("systemd-analyze", "make deploy-tools (Debian package systemd)")
+    analyze = tool("systemd-analyze", "make system-deps (Debian package systemd)")
     done = run(analyze, "verify", *units)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "", done.stderr  # unknown keys are only warnings
 
 
 def test_a_misspelt_directive_is_caught(units: list[Path], tmp_path: Path) -> None:
-    analyze = tool("systemd-analyze", "make deploy-tools (Debian package systemd)")
+    analyze = tool("systemd-analyze", "make system-deps (Debian package systemd)")
     bad = tmp_path / "bad.service"
     node = next(u for u in units if u.name == NODE.name)
     bad.write_text(node.read_text().replace("ProtectSystem=", "ProtectSystm="))
@@ -53,7 +53,7 @@ def test_a_misspelt_directive_is_caught(units: list[Path], tmp_path: Path) -> No
 
 @pytest.mark.parametrize("name", ["shadowledger-node.service", "shadowledger-backup.service"])
 def test_exposure_is_low(units: list[Path], name: str) -> None:
-    analyze = tool("systemd-analyze", "make deploy-tools (Debian package systemd)")
+    analyze = tool("systemd-analyze", "make system-deps (Debian package systemd)")
     unit = next(u for u in units if u.name == name)
     done = run(analyze, "security", "--offline=true", "--threshold=20", unit)
     assert done.returncode == 0, done.stdout[-2000:]

@@ -1,6 +1,6 @@
 """The deploy/ validators: found beside the test interpreter (PyPI) or on PATH (Debian).
 
-`make test` installs them (pyproject dev extras; the Makefile's deploy-tools target for
+`make test` installs them (pyproject dev extras; the Makefile's system-deps target for
 Debian's systemd). Where one is missing, a developer's run skips with the command to fix
 it, but CI (CI=true) fails: a check that silently did not run must not look green.
 """

@@ -1,0 +1,1 @@
+"""The read-only web explorer for auditors (served by a node or by `shadowledger explorer`)."""
