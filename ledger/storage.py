@@ -17,7 +17,7 @@ from typing import Any
 
 import lmdb
 
-from ledger.errors import CorruptStoreError, StorageError
+from ledger.errors import CorruptStoreError, StorageError, UsageError
 
 LAYOUT = b"shadowledger/lmdb/1"
 """Written at creation; a store with another layout is refused, never reinterpreted."""
@@ -47,6 +47,9 @@ class StorageConfig:
 
     Each block inserts its record ids at random places of an index, touching up to one
     page per record: trimming often keeps that from piling up between trims."""
+    readonly: bool = False
+    """Open as an LMDB read-only reader: safe beside the node process that writes the
+    store (LMDB's lock file coordinates them), never writes, never creates the store."""
 
 
 class Storage:
@@ -55,6 +58,9 @@ class Storage:
     def __init__(self, path: str | os.PathLike[str], config: StorageConfig | None = None):
         self.path = Path(path)
         self.config = config or StorageConfig()
+        readonly = self.config.readonly
+        if readonly and not (self.path / "data.mdb").is_file():
+            raise StorageError(f"{self.path}: no ledger store here (no data.mdb)")
         self.path.mkdir(parents=True, exist_ok=True)
         _check_file_not_truncated(self.path)
         try:
@@ -66,8 +72,11 @@ class Storage:
                 metasync=self.config.sync,
                 max_readers=self.config.max_readers,
                 readahead=False,
+                readonly=readonly,
             )
-            self.dbs: dict[bytes, Any] = {name: self.env.open_db(name) for name in SUBDBS}
+            self.dbs: dict[bytes, Any] = {
+                name: self.env.open_db(name, create=not readonly) for name in SUBDBS
+            }
         except lmdb.InvalidError as exc:
             raise CorruptStoreError(f"{self.path}: not a valid LMDB environment ({exc})") from exc
         except lmdb.Error as exc:
@@ -78,6 +87,14 @@ class Storage:
         self._check_layout()
 
     def _check_layout(self) -> None:
+        if self.config.readonly:
+            with self.env.begin(db=self.dbs[b"meta"]) as txn:
+                layout = txn.get(b"layout")
+            if layout != LAYOUT:
+                raise CorruptStoreError(
+                    f"{self.path}: store layout is {layout!r}, this version reads {LAYOUT!r}"
+                )
+            return
         with self.env.begin(write=True, db=self.dbs[b"meta"]) as txn:
             layout = txn.get(b"layout")
             if layout is None:
@@ -103,6 +120,8 @@ class Storage:
     @contextmanager
     def write(self) -> Iterator[Any]:
         """One durable write transaction: committed and synced on exit, aborted on error."""
+        if self.config.readonly:
+            raise UsageError(f"{self.path}: the store was opened read-only")
         txn = self.env.begin(write=True)
         try:
             yield txn
