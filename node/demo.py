@@ -98,15 +98,18 @@ def commit_blocks(
     net: DemoNetwork, ledger: Ledger, records: int, block_size: int,
     make: Callable[[DemoNetwork, int], Envelope] = make_record, verify: bool = True,
 ) -> list[int]:
-    """Commit records in blocks, each with a commit certificate and a checkpoint signed
-    by every validator; return the tree size of every checkpoint.
+    """Append ``records`` records in blocks, each with a commit certificate and a checkpoint
+    signed by every validator; return the tree size of every checkpoint.
 
     ``verify`` re-checks every record as a validator would (off for fast bulk builds)."""
     keyring = net.genesis.keyring()
-    frontier, parent, sizes = Frontier(), None, []
+    first, sizes = ledger.tree.size, []
+    frontier = Frontier.from_source(ledger.tree, first)  # appends to what is there
+    parent = ledger.block(ledger.head.height).header if ledger.head.height else None
     proposer = net.validator_keys[0].verifier.key_hash
-    for start in range(0, records, block_size):
-        batch = [make(net, i) for i in range(start, min(records, start + block_size))]
+    for start in range(first, first + records, block_size):
+        stop = min(first + records, start + block_size)
+        batch = [make(net, i) for i in range(start, stop)]
         for env in batch if verify else ():  # what every validator does before voting
             verify_envelope(Envelope.from_bytes(env.raw), keyring, NETWORK)
         block = build_block(
