@@ -13,7 +13,7 @@ import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 from ledger.blocks import BlockHeader
@@ -32,7 +32,7 @@ from ledger.export import (
 )
 from ledger.ledger_store import Ledger
 from ledger.note import Note
-from ledger.tiles import TILE_HEIGHT, Tile, encode_bundle, grown_tiles, hash_levels
+from ledger.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, encode_bundle, grown_tiles, hash_levels
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ def export_ledger(ledger: Ledger, out: Path) -> ExportResult:
         raise UsageError("the ledger has no final checkpoint yet: nothing to export")
     size, note = latest
     checkpoint = Checkpoint.from_text(Note.from_bytes(note).text)
-    headers = _headers_upto(ledger, size)
-    genesis = headers[0].prev_hash if headers else ledger.genesis_hash
+    height = _height_at(ledger, size)
+    header = lru_cache(maxsize=TILE_WIDTH + 1)(lambda h: ledger.block(h).header)
+    genesis = header(1).prev_hash if height else ledger.genesis_hash
     old_size, old_height = _previous(ledger, out, checkpoint.origin, genesis, size)
     writer = _Writer(out)
     for level in range(hash_levels(size)):
@@ -64,23 +65,21 @@ def export_ledger(ledger: Ledger, out: Path) -> ExportResult:
     for tile in grown_tiles(old_size, size):
         envelopes = list(ledger.records(tile.first, tile.first + tile.width))
         writer.write(tile.entries_path(), encode_bundle(envelopes))
-    _write_block_series(ledger, writer, headers, old_height)
+    _write_block_series(ledger, writer, header, old_height, height)
     writer.write(CHECKPOINT, note)
-    writer.write(MANIFEST, Manifest(checkpoint.origin, genesis, size, len(headers)).to_bytes())
-    writer.remove_superseded(old_size, size, old_height, len(headers))
-    return ExportResult(checkpoint.origin, size, len(headers), old_size, old_height,
-                        writer.written)
+    writer.write(MANIFEST, Manifest(checkpoint.origin, genesis, size, height).to_bytes())
+    writer.remove_superseded(old_size, size, old_height, height)
+    return ExportResult(checkpoint.origin, size, height, old_size, old_height, writer.written)
 
 
-def _headers_upto(ledger: Ledger, size: int) -> list[BlockHeader]:
-    """Headers of the blocks within tree size ``size``; the last one must end exactly there."""
+def _height_at(ledger: Ledger, size: int) -> int:
+    """The last block within tree size ``size``; it must end exactly there."""
     height = ledger.head.height
     while height and ledger.block(height).header.tree_size > size:
         height -= 1
-    headers = [ledger.block(h).header for h in range(1, height + 1)]
-    if (headers[-1].tree_size if headers else 0) != size:
+    if (ledger.block(height).header.tree_size if height else 0) != size:
         raise UsageError(f"no block ends at the checkpoint's tree size {size}")
-    return headers
+    return height
 
 
 def _previous(ledger: Ledger, out: Path, origin: str, genesis: bytes, size: int
@@ -105,27 +104,26 @@ def _previous(ledger: Ledger, out: Path, origin: str, genesis: bytes, size: int
     return old_size, old_height
 
 
-def _write_block_series(ledger: Ledger, writer: _Writer, headers: list[BlockHeader],
-                        old_height: int) -> None:
+def _write_block_series(ledger: Ledger, writer: _Writer, header: Callable[[int], BlockHeader],
+                        old_height: int, height: int) -> None:
     """Headers, certificates and checkpoints of the blocks that grew, by height - 1."""
-    notes = dict(ledger.checkpoints())
-    for tile in grown_tiles(old_height, len(headers)):
-        span = range(tile.first, tile.first + tile.width)  # positions: height - 1
+    for tile in grown_tiles(old_height, height):
+        heights = range(tile.first + 1, tile.first + tile.width + 1)
         writer.write(series_path(HEADERS, tile),
-                     encode_bundle([headers[p].to_bytes() for p in span]))
+                     encode_bundle([header(h).to_bytes() for h in heights]))
         writer.write(series_path(CERTIFICATES, tile),
-                     encode_bundle([ledger.certificate(p + 1) or b"" for p in span]))
+                     encode_bundle([ledger.certificate(h) or b"" for h in heights]))
         writer.write(series_path(CHECKPOINTS, tile),
-                     encode_bundle([_checkpoint_at(notes, headers, p) for p in span]))
+                     encode_bundle([_checkpoint_at(ledger, header, h) for h in heights]))
 
 
-def _checkpoint_at(notes: dict[int, bytes], headers: list[BlockHeader], position: int) -> bytes:
-    """The checkpoint of the block at ``position``, stored only at the first block of its
-    size (blocks without records repeat their predecessor's size)."""
-    size = headers[position].tree_size
-    if position and headers[position - 1].tree_size == size:
+def _checkpoint_at(ledger: Ledger, header: Callable[[int], BlockHeader], height: int) -> bytes:
+    """The checkpoint of block ``height``'s tree size, stored only at the first block of
+    that size (blocks without records repeat their predecessor's size)."""
+    size = header(height).tree_size
+    if height > 1 and header(height - 1).tree_size == size:
         return b""
-    return notes.get(size, b"")
+    return ledger.checkpoint(size) or b""
 
 
 class _Writer:

@@ -149,12 +149,6 @@ class Ledger:
                     raise CorruptStoreError(f"record {index} is missing from the store")
                 yield bytes(value)
 
-    def checkpoints(self) -> Iterator[tuple[int, bytes]]:
-        """Every stored (final) checkpoint note with its tree size, smallest size first."""
-        with self.storage.read() as txn:
-            for key, value in txn.cursor(db=self._db[b"checkpoints"]):
-                yield _U64.unpack(key)[0], bytes(value)
-
     def index_of(self, rid: bytes) -> int | None:
         value = self._get(b"record_ids", rid)
         return None if value is None else _U64.unpack(value)[0]
