@@ -102,6 +102,7 @@ class _Audit:
         self.pending: list[bytes] = []  # verified envelopes not yet placed in a block
         self.pending_first = 0
         self.next_height = 1
+        self.sent: dict[int, tuple[bytes, ...]] = {}  # chunks out to the checker, by index
         self.ids: dict[bytes, int] = {}
         self.agreements: dict[bytes, AgreementSeen] = {}
         self.revoked: set[bytes] = set()
@@ -145,7 +146,9 @@ class _Audit:
                                                    f"{tile.first + tile.width - 1})")
                 continue
             self.report.entry_bundles += 1
-            yield RecordChunk(tile.first, tuple(env for _, env in items))
+            envelopes = tuple(env for _, env in items)
+            self.sent[tile.first] = envelopes
+            yield RecordChunk(tile.first, envelopes)
 
     def _take(self, result: ChunkResult) -> None:
         report = self.report
@@ -159,9 +162,7 @@ class _Audit:
             self._blocks_ready(result.first_index)
             raise AuditFailure(f"{result.unreadable}, from block"
                                f" {self._height_of(result.first_index)} on")
-        tile = tile_of(self.reader.tree_size, result.first_index)
-        items = self.reader.items("entries", tile)
-        self.pending.extend(env for _, env in items[: result.checked])
+        self.pending.extend(self.sent.pop(result.first_index)[: result.checked])
         self.report.records += result.checked
         if result.failure is not None:
             index, reason = result.failure
