@@ -112,8 +112,12 @@ class ExportReader:
         self.tree = TileTree(self)
         self._ids: dict[bytes, int] | None = None
         self._items = lru_cache(maxsize=16)(self._load_items)
+
+    @property
+    def head(self) -> Head:
+        """Height, hash and tree size of the last exported block (as ``Ledger.head``)."""
         last = self.header(self.height).hash if self.height else self.genesis_hash
-        self.head = Head(self.height, last, self.tree_size)
+        return Head(self.height, last, self.tree_size)
 
     # --- files -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from ledger.export import ExportReader
 from ledger.export_writer import export_ledger
 from ledger.tiles import Tile, decode_bundle, encode_bundle
 from node.audit_run import pooled
-from node.demo import DemoNetwork, certificate_for
+from node.demo import DemoNetwork, certificate_for, make_network
 from node.ledger_audit import verify_export
 from tests.ledger.ledger_builder import build_ledger, open_readonly
 
@@ -211,3 +211,18 @@ def test_reordered_records_fail_their_block_root(export: Path, tmp_path: Path) -
     assert _failed(copy) == (
         "FAILED: block 4: block 4 tree root does not match its records; first differing"
         f" entry: record 300 (block 4, tile/entries/001 entry at byte {offset})\n")
+
+
+def test_tampered_block_header_breaks_its_certificate(export: Path, tmp_path: Path) -> None:
+    copy = _copy(export, tmp_path)
+    path = copy / "shadowledger/headers/000.p/6"
+    offset = decode_bundle(path.read_bytes(), 6)[2][0]
+    _flip(path, offset + 2 + 60)  # inside block 3's header (height / prev hash fields)
+    report = verify_export(ExportReader(copy), _genesis(copy).read_bytes())
+    assert report.failure.startswith("block 3 ")
+
+
+def test_another_networks_genesis_is_refused(export: Path, tmp_path: Path) -> None:
+    other = make_network(tmp_path / "other")
+    report = verify_export(ExportReader(export), other.genesis_bytes)
+    assert not report.ok and report.failure == "export was made from a ledger of another genesis"
