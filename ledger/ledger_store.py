@@ -155,6 +155,21 @@ class Ledger:
             raise UsageError(f"no record at index {index} (ledger size {self.tree.size})")
         return value
 
+    def records(self, start: int, stop: int) -> Iterator[bytes]:
+        """Envelopes ``start .. stop - 1`` in order, from one read snapshot (bulk reads)."""
+        if not 0 <= start <= stop <= self.tree.size:
+            raise UsageError(f"records {start}..{stop} are not in the ledger ({self.tree.size})")
+        with self.storage.read() as txn:
+            cursor = txn.cursor(db=self._db[b"records"])
+            if start == stop or not cursor.set_key(_k(start)):
+                return
+            for index, (key, value) in enumerate(cursor, start):
+                if index == stop:
+                    break
+                if _U64.unpack(key)[0] != index:
+                    raise CorruptStoreError(f"record {index} is missing from the store")
+                yield bytes(value)
+
     def index_of(self, rid: bytes) -> int | None:
         value = self._get(b"record_ids", rid)
         return None if value is None else _U64.unpack(value)[0]

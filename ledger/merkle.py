@@ -184,6 +184,43 @@ def prove_consistency(source: NodeSource, size1: int, size2: int) -> list[bytes]
     return hashes_of_ranges(source, consistency_ranges(size1, size2))
 
 
+class ProvingTree:
+    """Root and proofs at any size up to ``size``, for a store that implements ``nodes``.
+
+    Mixed into the stores (LMDB ``TreeStore``, an export's ``TileTree``) so that proof
+    serving is written once over the one storage hook."""
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def nodes(self, wanted: Sequence[Node]) -> list[bytes]:
+        raise NotImplementedError
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self.size:
+            raise UsageError(f"tree size {size} is beyond the stored size {self.size}")
+
+    def root(self, size: int | None = None) -> bytes:
+        """Root hash at ``size`` (default: now); any past size works."""
+        size = self.size if size is None else size
+        self._check_size(size)
+        return root_from(self, size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        size = self.size if size is None else size
+        self._check_size(size)
+        return prove_inclusion(self, index, size)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        size2 = self.size if size2 is None else size2
+        self._check_size(size2)
+        return prove_consistency(self, size1, size2)
+
+    def leaf(self, index: int) -> bytes:
+        return self.nodes([(0, index)])[0]
+
+
 class MemoryTree:
     """An in-memory tree holding every level; for tests, tools and small exports."""
 

@@ -66,7 +66,7 @@ def _unseal(key: bytes, value: bytes | None) -> bytes:
     return body
 
 
-class TreeStore:
+class TreeStore(merkle.ProvingTree):
     """Append-only Merkle tree over a ``Storage``; usable inside a caller's transaction."""
 
     def __init__(self, storage: Storage, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -166,29 +166,6 @@ class TreeStore:
                 body = tiles[key] = _unseal(key, get(key, db=db))
             out.append(body[off : off + _HS])
         return out
-
-    def _check_size(self, size: int) -> None:
-        if not 0 <= size <= self._size:
-            raise UsageError(f"tree size {size} is beyond the stored size {self._size}")
-
-    def root(self, size: int | None = None) -> bytes:
-        """Root hash at ``size`` (default: now); any past size works."""
-        size = self._size if size is None else size
-        self._check_size(size)
-        return merkle.root_from(self, size)
-
-    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        size = self._size if size is None else size
-        self._check_size(size)
-        return merkle.prove_inclusion(self, index, size)
-
-    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
-        size2 = self._size if size2 is None else size2
-        self._check_size(size2)
-        return merkle.prove_consistency(self, size1, size2)
-
-    def leaf(self, index: int) -> bytes:
-        return self.nodes([(0, index)])[0]
 
     # --- cache and integrity -----------------------------------------------------------
 

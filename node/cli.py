@@ -50,6 +50,18 @@ def cmd_verify_consistency(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from node.audit_run import cmd_export as export
+
+    return export(args)
+
+
+def cmd_verify_ledger(args: argparse.Namespace) -> int:
+    from node.audit_run import cmd_verify_ledger as verify
+
+    return verify(args)
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     key = SigningKey.generate(args.name, os.urandom)
     out = Path(args.out)
@@ -220,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     cons.add_argument("--proof", required=True, help="shadowledger/consistency-proof/v1 file")
     cons.add_argument("--trust", required=True, help="genesis.json or a file of vkeys")
     cons.set_defaults(handler=cmd_verify_consistency)
+    whole = checks.add_parser(
+        "verify-ledger", help="re-verify a whole exported ledger (records, blocks, certificates,"
+        " checkpoints, tiles)"
+    )
+    whole.add_argument("dir", help="folder written by `shadowledger export`")
+    whole.add_argument("--trust", required=True, help="the network's genesis.json")
+    whole.add_argument("--jobs", type=int, default=1,
+                       help="processes checking record signatures (default 1)")
+    whole.add_argument("--json", action="store_true", help="machine-readable summary")
+    whole.add_argument("--progress", action="store_true",
+                       help="draw the progress bar even when stderr is not a terminal")
+    whole.set_defaults(handler=cmd_verify_ledger)
+
+    export = verbs.add_parser(
+        "export", help="write the ledger as a static C2SP tlog-tiles tree (or extend one)"
+    )
+    export.add_argument("--data-dir", required=True,
+                        help="the node's LMDB folder (node.data_dir); the node may be running")
+    export.add_argument("--out", required=True, help="export folder (created or extended)")
+    export.set_defaults(handler=cmd_export)
 
     keygen = verbs.add_parser("keygen", help="generate an Ed25519 signed-note key pair")
     keygen.add_argument("name", help="key name, e.g. the agency or validator name")

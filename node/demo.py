@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.blocks import build_block
+from consensus.certificate import CommitCertificate
+from consensus.crypto import Ed25519Signer, sign_vote
+from consensus.messages import VoteType
+from ledger.blocks import Block, build_block
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.genesis import Agency, Genesis, TrustRoot, Validator, genesis_hash
 from ledger.keys import SigningKey
@@ -90,14 +94,23 @@ def make_record(net: DemoNetwork, i: int) -> Envelope:
     return sign_record(body, net.record_keys[provider])
 
 
-def commit_blocks(net: DemoNetwork, ledger: Ledger, records: int, block_size: int) -> list[int]:
-    """Verify and commit records in blocks; return the tree size of every checkpoint."""
+def commit_blocks(
+    net: DemoNetwork, ledger: Ledger, records: int, block_size: int,
+    make: Callable[[DemoNetwork, int], Envelope] = make_record, verify: bool = True,
+) -> list[int]:
+    """Append ``records`` records in blocks, each with a commit certificate and a checkpoint
+    signed by every validator; return the tree size of every checkpoint.
+
+    ``verify`` re-checks every record as a validator would (off for fast bulk builds)."""
     keyring = net.genesis.keyring()
-    frontier, parent, sizes = Frontier(), None, []
+    first, sizes = ledger.tree.size, []
+    frontier = Frontier.from_source(ledger.tree, first)  # appends to what is there
+    parent = ledger.block(ledger.head.height).header if ledger.head.height else None
     proposer = net.validator_keys[0].verifier.key_hash
-    for start in range(0, records, block_size):
-        batch = [make_record(net, i) for i in range(start, min(records, start + block_size))]
-        for env in batch:  # what every validator does before voting for a block
+    for start in range(first, first + records, block_size):
+        stop = min(first + records, start + block_size)
+        batch = [make(net, i) for i in range(start, stop)]
+        for env in batch if verify else ():  # what every validator does before voting
             verify_envelope(Envelope.from_bytes(env.raw), keyring, NETWORK)
         block = build_block(
             NETWORK, parent, ledger.genesis_hash, [e.raw for e in batch], frontier,
@@ -105,10 +118,22 @@ def commit_blocks(net: DemoNetwork, ledger: Ledger, records: int, block_size: in
         )
         checkpoint = Checkpoint(NETWORK, block.header.tree_size, block.header.tree_root)
         note = sign_checkpoint(checkpoint, net.validator_keys)
-        ledger.commit_block(block, checkpoint_note=note)
+        ledger.commit_block(block, certificate_for(net, block), checkpoint_note=note)
         parent = block.header
         sizes.append(block.header.tree_size)
     return sizes
+
+
+def certificate_for(net: DemoNetwork, block: Block, signers: int | None = None) -> bytes:
+    """A commit certificate: precommits for ``block`` by the first ``signers`` validators
+    (all by default), as Tendermint's round 0 would gather them."""
+    chain_id = genesis_hash(net.genesis_bytes)
+    votes = [
+        sign_vote(Ed25519Signer(key.seed), chain_id, block.header.height, 0,
+                  VoteType.PRECOMMIT, block.hash)
+        for key in net.validator_keys[:signers]
+    ]
+    return CommitCertificate.from_precommits(votes).to_bytes()
 
 
 def run_demo(folder: Path, records: int = 2000, block_size: int = 250) -> int:

@@ -1,0 +1,380 @@
+"""`audit verify-ledger`: re-verify a whole exported ledger, trusting only the genesis.
+
+One streaming pass, block by block, in ledger order, so the first failure found is the
+first corrupted place of the ledger:
+1. the export's checkpoint is final (a quorum of genesis validators) and covers the export;
+2. every record: canonical envelope, genesis signer, Ed25519 signature, body, network and
+   author (``ledger.audit_records``; chunks of one entry bundle, optionally in processes);
+3. every block: its commit certificate (``consensus.certificate.check_certificate``) names
+   its header hash, then ``ChainVerifier`` re-checks the link to the previous block and the
+   tree size and root recomputed from the entries;
+4. every stored checkpoint is final and has the root of the tree rebuilt at its size;
+5. every hash tile equals the tree level rebuilt from the entries.
+A block's root is certified by its certificate, so when entries and tiles disagree the
+check order tells which was tampered with: a bad entry fails its signature (2) or its
+block's root (3); a bad tile fails (5) after its block verified.
+Failures name the record index, block height, file and byte offset (``AuditFailure``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hmac
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from consensus.certificate import CommitCertificate, check_certificate
+from consensus.validators import Validator, ValidatorSet
+from ledger import merkle
+from ledger.audit_records import AgreementSeen, ChunkResult, RecordChecker, RecordChunk
+from ledger.blocks import Block, BlockHeader, ChainVerifier
+from ledger.checkpoint import Checkpoint
+from ledger.errors import FormatError, VerificationError
+from ledger.export import CERTIFICATES, CHECKPOINT, CHECKPOINTS, HEADERS, ExportReader, series_path
+from ledger.genesis import Genesis, TrustRoot, genesis_hash
+from ledger.receipts import final_checkpoint
+from ledger.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, tile_of, tiles_for
+
+MAX_LISTED_ANOMALIES = 1000
+
+ChunkMap = Callable[[RecordChecker, Iterable[RecordChunk]], Iterator[ChunkResult]]
+Progress = Callable[[int, int], None]
+
+
+class AuditFailure(VerificationError):
+    """The first place where the export does not verify."""
+
+
+@dataclass
+class AuditReport:
+    origin: str
+    tree_size: int
+    height: int
+    root: bytes = b""
+    tip_time_ms: int = 0
+    records: int = 0
+    blocks: int = 0
+    certificates: int = 0
+    checkpoints: int = 0
+    hash_tiles: int = 0
+    entry_bundles: int = 0
+    per_agency: Counter[str] = field(default_factory=Counter)
+    per_kind: Counter[str] = field(default_factory=Counter)
+    agreements_active: list[AgreementSeen] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
+    anomaly_count: int = 0
+    failure: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure
+
+
+def verify_export(reader: ExportReader, genesis_bytes: bytes, *,
+                  map_chunks: ChunkMap = map, progress: Progress | None = None
+                  ) -> AuditReport:
+    """Verify everything in ``reader``; the report's ``failure`` is the first problem."""
+    audit = _Audit(reader, genesis_bytes, progress)
+    try:
+        audit.run(map_chunks)
+    except VerificationError as exc:
+        audit.report.failure = str(exc)
+    return audit.report
+
+
+class _Audit:
+    def __init__(self, reader: ExportReader, genesis_bytes: bytes,
+                 progress: Progress | None) -> None:
+        genesis = Genesis.from_bytes(genesis_bytes)
+        self.reader = reader
+        self.genesis = genesis
+        self.chain_id = genesis_hash(genesis_bytes)
+        self.trust = TrustRoot(tuple(genesis.validator_keys), genesis.threshold,
+                               genesis.network, genesis.keyring(), self.chain_id)
+        self.validators = ValidatorSet(tuple(Validator(v.key.public_key, v.power)
+                                             for v in genesis.validators))
+        self.checker = RecordChecker.from_genesis(genesis, reader.limits)
+        self.chain = ChainVerifier(genesis.network, self.chain_id)
+        self.tiles = _TileChecker(reader, self._height_of)
+        self.report = AuditReport(reader.origin, reader.tree_size, reader.height)
+        self.progress = progress
+        self.pending: list[bytes] = []  # verified envelopes not yet placed in a block
+        self.pending_first = 0
+        self.next_height = 1
+        self.sent: dict[int, tuple[bytes, ...]] = {}  # chunks out to the checker, by index
+        self.ids: dict[bytes, int] = {}
+        self.agreements: dict[bytes, AgreementSeen] = {}
+        self.revoked: set[bytes] = set()
+        self._sizes: list[int] = []
+
+    # --- the pass ----------------------------------------------------------------------
+
+    def run(self, map_chunks: ChunkMap) -> None:
+        self._check_manifest()
+        for result in map_chunks(self.checker, self._chunks()):
+            self._take(result)
+        self._blocks_ready(self.reader.tree_size)
+        if self.next_height <= self.reader.height:
+            raise AuditFailure(f"block {self.next_height} ends beyond the exported entries")
+        if self.pending:
+            raise AuditFailure(f"records {self.pending_first}..{self.reader.tree_size - 1}"
+                               " are in no block")
+        self.tiles.finish()
+        self._check_latest_root()
+        self._summarise()
+
+    def _check_manifest(self) -> None:
+        reader = self.reader
+        if reader.origin != self.genesis.network:
+            raise AuditFailure(f"export is of {reader.origin!r}, the genesis is for"
+                               f" {self.genesis.network!r}")
+        if not hmac.compare_digest(reader.genesis_hash, self.chain_id):
+            raise AuditFailure("export was made from a ledger of another genesis")
+        checkpoint, _ = self._final(reader.read(CHECKPOINT), CHECKPOINT)
+        if checkpoint.size != reader.tree_size:
+            raise AuditFailure(f"{CHECKPOINT} is for tree size {checkpoint.size}, the export"
+                               f" holds {reader.tree_size} records")
+        self.latest = checkpoint
+
+    def _chunks(self) -> Iterator[RecordChunk]:
+        for tile in tiles_for(self.reader.tree_size):
+            try:
+                items = self.reader.items("entries", tile)
+            except FormatError as exc:
+                yield RecordChunk(tile.first, (), f"{exc} (records {tile.first}.."
+                                                   f"{tile.first + tile.width - 1})")
+                continue
+            self.report.entry_bundles += 1
+            envelopes = tuple(env for _, env in items)
+            self.sent[tile.first] = envelopes
+            yield RecordChunk(tile.first, envelopes)
+
+    def _take(self, result: ChunkResult) -> None:
+        report = self.report
+        for (agency, kind), n in result.counts.items():
+            report.per_agency[agency] += n
+            report.per_kind[kind] += n
+        for index, problem in result.anomalies:
+            self._anomaly(index, problem)
+        self._cross_records(result)
+        if result.unreadable:
+            self._blocks_ready(result.first_index)
+            raise AuditFailure(f"{result.unreadable}, from block"
+                               f" {self._height_of(result.first_index)} on")
+        self.pending.extend(self.sent.pop(result.first_index)[: result.checked])
+        self.report.records += result.checked
+        if result.failure is not None:
+            index, reason = result.failure
+            self._blocks_ready(index)
+            raise AuditFailure(f"{self._where(index)}: {reason}")
+        self._blocks_ready(self.pending_first + len(self.pending))
+
+    def _cross_records(self, result: ChunkResult) -> None:
+        for offset, rid in enumerate(result.record_ids):
+            first = self.ids.setdefault(rid, result.first_index + offset)
+            if first != result.first_index + offset:
+                raise AuditFailure(f"{self._where(result.first_index + offset)}: record is"
+                                   f" a duplicate of record {first}")
+        for agreement in result.agreements:
+            self.agreements[agreement.record_id] = agreement
+        for index, agreement_id in result.event_agreements:
+            if agreement_id not in self.agreements:
+                self._anomaly(index, "sharing event cites an agreement not recorded before it")
+        for rev in result.revocations:
+            revoked = self.agreements.get(rev.agreement_id)
+            if revoked is None:
+                self._anomaly(rev.index, "revocation of an agreement not recorded before it")
+            elif rev.agency not in (revoked.provider, revoked.recipient, revoked.agency):
+                self._anomaly(rev.index, f"{rev.agency} revokes agreement {revoked.index}"
+                                         " it is no party to (ignored)")
+            else:
+                self.revoked.add(rev.agreement_id)
+
+    # --- blocks ------------------------------------------------------------------------
+
+    def _blocks_ready(self, verified_upto: int) -> None:
+        """Check every block whose records are all verified (below ``verified_upto``)."""
+        while self.next_height <= self.reader.height:
+            height = self.next_height
+            header = self._header(height)
+            if header.tree_size > verified_upto:
+                return
+            first = header.tree_size - header.record_count
+            if first != self.pending_first:
+                raise AuditFailure(f"block {height} starts at record {first}, the chain is at"
+                                   f" {self.pending_first}")
+            envelopes = tuple(self.pending[: header.record_count])
+            block = Block(header, envelopes)
+            self._check_certificate(height, block)
+            try:
+                self.chain.add(block)
+            except VerificationError as exc:
+                raise AuditFailure(f"block {height}: {exc}{self._blame(block)}") from exc
+            self.tiles.add(merkle.leaf_hashes(envelopes))
+            self._check_block_checkpoint(height, header)
+            del self.pending[: header.record_count]
+            self.pending_first = header.tree_size
+            self.report.blocks += 1
+            self.report.tip_time_ms = header.time_ms
+            self.next_height += 1
+            if self.progress is not None:
+                self.progress(header.tree_size, self.reader.tree_size)
+
+    def _header(self, height: int) -> BlockHeader:
+        try:
+            return BlockHeader.from_bytes(self._item(HEADERS, height)[1])
+        except FormatError as exc:
+            raise AuditFailure(f"block {height} header ({self._item_place(HEADERS, height)})"
+                               f": {exc}") from exc
+
+    def _item(self, series: str, height: int) -> tuple[int, bytes]:
+        tile = tile_of(self.reader.height, height - 1)
+        return self.reader.items(series, tile)[height - 1 - tile.first]
+
+    def _item_place(self, series: str, height: int) -> str:
+        tile = tile_of(self.reader.height, height - 1)
+        try:
+            offset = self.reader.items(series, tile)[height - 1 - tile.first][0]
+        except FormatError:
+            return series_path(series, tile)
+        return f"{series_path(series, tile)} item at byte {offset}"
+
+    def _check_certificate(self, height: int, block: Block) -> None:
+        where = f"block {height} commit certificate ({self._item_place(CERTIFICATES, height)})"
+        raw = self._item(CERTIFICATES, height)[1]
+        if not raw:
+            raise AuditFailure(f"{where}: block {height} has no commit certificate")
+        try:
+            cert = CommitCertificate.from_bytes(raw)
+            check_certificate(cert, self.validators, self.chain_id)
+        except VerificationError as exc:
+            raise AuditFailure(f"{where}: {exc}") from exc
+        if cert.height != height or not hmac.compare_digest(cert.block_id, block.hash):
+            raise AuditFailure(f"{where}: it certifies block {cert.height}"
+                               f" {cert.block_id.hex()[:16]}, not this block")
+        self.report.certificates += 1
+
+    def _check_block_checkpoint(self, height: int, header: BlockHeader) -> None:
+        raw = self._item(CHECKPOINTS, height)[1]
+        if not raw:
+            return
+        where = f"checkpoint of block {height} ({self._item_place(CHECKPOINTS, height)})"
+        checkpoint, _ = self._final(raw, where)
+        if checkpoint.size != header.tree_size:
+            raise AuditFailure(f"{where}: it is for tree size {checkpoint.size}, the block"
+                               f" ends at {header.tree_size}")
+        _same_root(where, checkpoint.root_hash, header.tree_root, header.tree_size)
+        self.report.checkpoints += 1
+
+    def _final(self, note: bytes, where: str) -> tuple[Checkpoint, tuple[str, ...]]:
+        try:
+            return final_checkpoint(note, self.trust, self.reader.limits)
+        except VerificationError as exc:
+            raise AuditFailure(f"{where}: {exc}") from exc
+
+    def _check_latest_root(self) -> None:
+        _same_root(CHECKPOINT, self.latest.root_hash, self.chain.tree.root(),
+                   self.reader.tree_size)
+        self.report.root = self.latest.root_hash
+        self.report.checkpoints += 1
+
+    def _blame(self, block: Block) -> str:
+        """For a root mismatch: the first record whose entry differs from its tile hash."""
+        first = block.header.tree_size - block.header.record_count
+        for offset, leaf in enumerate(merkle.leaf_hashes(block.envelopes)):
+            try:
+                stored = self.reader.tree.leaf(first + offset)
+            except (VerificationError, ValueError):
+                return ""
+            if not hmac.compare_digest(leaf, stored):
+                return f"; first differing entry: {self._where(first + offset)}"
+        return ""
+
+    # --- places and summary ------------------------------------------------------------
+
+    def _height_of(self, index: int) -> int:
+        """Height of the block holding record ``index`` (binary search over headers)."""
+        if not self._sizes:
+            self._sizes = [self._header(h).tree_size for h in range(1, self.reader.height + 1)]
+        return bisect.bisect_right(self._sizes, index) + 1
+
+    def _where(self, index: int) -> str:
+        tile = tile_of(self.reader.tree_size, index)
+        try:
+            offset = self.reader.items("entries", tile)[index - tile.first][0]
+            at = f" entry at byte {offset}"
+        except FormatError:
+            at = ""
+        return f"record {index} (block {self._height_of(index)}, {tile.entries_path()}{at})"
+
+    def _anomaly(self, index: int, problem: str) -> None:
+        self.report.anomaly_count += 1
+        if len(self.report.anomalies) < MAX_LISTED_ANOMALIES:
+            self.report.anomalies.append(f"record {index}: {problem}")
+
+    def _summarise(self) -> None:
+        report, tip = self.report, self.report.tip_time_ms
+        report.hash_tiles = self.tiles.checked
+        report.agreements_active = [
+            a for rid, a in self.agreements.items()
+            if rid not in self.revoked and a.valid_from_ms <= tip
+            and (a.valid_until_ms == 0 or tip <= a.valid_until_ms)
+        ]
+
+
+def _same_root(where: str, claimed: bytes, rebuilt: bytes, size: int) -> None:
+    if not hmac.compare_digest(claimed, rebuilt):
+        raise AuditFailure(f"{where}: root {claimed.hex()[:16]}.. at size {size} differs from"
+                           f" the root {rebuilt.hex()[:16]}.. of the tree rebuilt from the entries")
+
+
+class _TileChecker:
+    """Rebuilds each tile level from the leaves and compares it with the hash tiles."""
+
+    def __init__(self, reader: ExportReader, height_of: Callable[[int], int]) -> None:
+        self.reader = reader
+        self.height_of = height_of
+        self.levels: list[list[bytes]] = []
+        self.done: list[int] = []  # full tiles compared, per level
+        self.checked = 0
+
+    def add(self, leaves: list[bytes]) -> None:
+        self._push(0, leaves)
+
+    def _push(self, level: int, hashes: list[bytes]) -> None:
+        if level == len(self.levels):
+            self.levels.append([])
+            self.done.append(0)
+        buf = self.levels[level]
+        buf.extend(hashes)
+        while len(buf) >= TILE_WIDTH:
+            full = buf[:TILE_WIDTH]
+            del buf[:TILE_WIDTH]
+            self._compare(Tile(level, self.done[level], TILE_WIDTH), full)
+            self.done[level] += 1
+            self._push(level + 1, [merkle.root(full)])
+
+    def finish(self) -> None:
+        for level, buf in enumerate(self.levels):
+            if buf:
+                self._compare(Tile(level, self.done[level], len(buf)), buf)
+
+    def _compare(self, tile: Tile, rebuilt: list[bytes]) -> None:
+        try:
+            stored = self.reader.tile_hashes(tile)
+        except FormatError as exc:
+            raise AuditFailure(f"hash tile: {exc}") from exc
+        for k, (have, want) in enumerate(zip(stored, rebuilt, strict=True)):
+            if not hmac.compare_digest(have, want):
+                raise AuditFailure(f"{tile.path()} byte {k * 32}: {self._covers(tile, k)}"
+                                   " does not match the entries")
+        self.checked += 1
+
+    def _covers(self, tile: Tile, k: int) -> str:
+        shift = tile.level * TILE_HEIGHT
+        lo = (tile.first + k) << shift
+        if not shift:
+            return f"hash of record {lo} (block {self.height_of(lo)})"
+        hi = min(self.reader.tree_size, lo + (1 << shift)) - 1
+        return f"hash of records {lo}..{hi} (blocks {self.height_of(lo)}..{self.height_of(hi)})"

@@ -1,0 +1,22 @@
+"""The audit benchmark in quick mode: it runs end to end, its ledger verifies and it
+reports every figure. No timing assertions: the figures depend on the machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import bench_audit
+
+
+def test_audit_benchmark_quick_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = bench_audit.run(quick=True)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert printed == rows
+    assert {r["bench"] for r in rows} == {"audit.build", "audit.ed25519_raw",
+                                          "audit.verify_ledger"}
+    audits = {r["jobs"]: r for r in rows if r["bench"] == "audit.verify_ledger"}
+    assert set(audits) == {1, 2}
+    for row in audits.values():
+        assert row["records"] == 5_000 and row["value"] > 0 and row["ratio_to_raw_one_core"] > 0
