@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from ledger.genesis import Genesis
 from ledger.keys import ALG_COSIGNATURE_V1, SigningKey
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.witness import BAD_REQUEST, Decision, LogTrust, decide, max_request_bytes
+from ledger.witness import BAD_REQUEST, CONFLICT, Decision, LogTrust, decide, max_request_bytes
 from node.config import ConfigError, read_signing_key
 from node.logging_setup import get_logger
 from node.witness.alarms import Alarms
@@ -57,6 +57,8 @@ class Witness:
             self.alarms.raise_alarm(origin, decision.evidence, decision.reason, now)
         elif decision.accept is not None:
             self.log.info("cosigned", size=decision.accept.checkpoint.size)
+        elif decision.status == CONFLICT:  # routine: several nodes submit the same log
+            self.log.info("stale old size", reason=decision.reason)
         else:
             self.log.warning("refused checkpoint", status=decision.status, reason=decision.reason)
         return decision
