@@ -80,6 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body leave in two writes; with Nagle on, the body would wait for the
     # client's delayed ACK (~40 ms a request, measured by bench/bench_witness.py).
     disable_nagle_algorithm = True
+    timeout = 30  # seconds a connection may sit idle or trickle a body (slow clients)
 
     def do_POST(self) -> None:
         if self.path.rstrip("/") != ADD_CHECKPOINT:
