@@ -24,6 +24,7 @@ from ledger.limits import DEFAULT_LIMITS, Limits
 from ledger.note import Note
 from ledger.records import Envelope, Record, verify_envelope
 from ledger.tlogproof import TlogProof
+from ledger.witness_policy import WitnessPolicy, require_witnesses
 
 CONSISTENCY_HEADER = "shadowledger/consistency-proof/v1"
 
@@ -35,6 +36,8 @@ class VerifiedReceipt:
     signed_by: tuple[str, ...]
     record: Record | None
     """The decoded record when the trust root knows the agencies' record keys."""
+    witnessed_by: tuple[str, ...] = ()
+    """Witnesses whose cosignatures were verified (only with a witness policy)."""
 
 
 def final_checkpoint(note: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS) -> tuple[
@@ -54,11 +57,19 @@ def final_checkpoint(note: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIM
 
 
 def verify_receipt(
-    receipt: bytes, record: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS
+    receipt: bytes, record: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS,
+    policy: WitnessPolicy | None = None,
 ) -> VerifiedReceipt:
-    """Check that ``record`` is in the ledger under a quorum-signed checkpoint."""
+    """Check that ``record`` is in the ledger under a quorum-signed checkpoint.
+
+    With a witness ``policy``, the checkpoint must also carry the witness cosignatures
+    its quorum asks for (tlog-policy), else SignatureError.
+    """
     proof = TlogProof.from_bytes(receipt, limits)
     checkpoint, signers = final_checkpoint(proof.checkpoint_note, trust, limits)
+    witnessed: tuple[str, ...] = ()
+    if policy is not None:
+        witnessed = require_witnesses(proof.checkpoint_note, policy, limits)
     leaf = merkle.leaf_hash(record)
     merkle.verify_inclusion(leaf, proof.index, checkpoint.size, list(proof.hashes),
                             checkpoint.root_hash)
@@ -66,7 +77,7 @@ def verify_receipt(
     if trust.keyring is not None and trust.network is not None:
         decoded = verify_envelope(Envelope.from_bytes(record, limits), trust.keyring,
                                   trust.network)
-    return VerifiedReceipt(proof.index, checkpoint, signers, decoded)
+    return VerifiedReceipt(proof.index, checkpoint, signers, decoded, witnessed)
 
 
 @dataclass(frozen=True)

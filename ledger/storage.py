@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ class Storage:
             raise StorageError(f"{self.path}: cannot open the store ({exc})") from exc
         self._abort_hooks: list[Callable[[], None]] = []
         self._commit_hooks: list[Callable[[], None]] = []
+        # LMDB releases its writer lock at commit, before the hooks below run: without this
+        # lock a second thread's write could begin in between, and a hook (TreeStore
+        # publishing its size) would publish that thread's uncommitted appends.
+        self._write_lock = threading.RLock()
         self._writes = 0
         self._check_layout()
 
@@ -128,6 +133,10 @@ class Storage:
         """One durable write transaction: committed and synced on exit, aborted on error."""
         if self.config.readonly:
             raise StorageError(f"{self.path}: opened read-only; no write is possible")
+        with self._write_lock:
+            yield from self._write()
+
+    def _write(self) -> Iterator[Any]:
         txn = self.env.begin(write=True)
         try:
             yield txn

@@ -9,7 +9,7 @@ validators signed it. Acknowledgements to clients wait for that final checkpoint
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ledger.checkpoint import Checkpoint, checkpoint_note
@@ -45,6 +45,8 @@ class CheckpointCollector:
         self._signatures: dict[int, dict[bytes, NoteSignature]] = {}
         self._pending: dict[int, list[str]] = {}
         self._cond = threading.Condition()
+        self.listeners: list[Callable[[], None]] = []
+        """Called (without blocking) after each final checkpoint is stored: witness feeds."""
         self.latest = ledger.latest_checkpoint()
         self.final_size = 0 if self.latest is None else self.latest[0]
 
@@ -113,6 +115,8 @@ class CheckpointCollector:
             for old in [s for s in self._signatures if s < size - 1000]:
                 del self._signatures[old]
             self._cond.notify_all()
+        for listener in self.listeners:
+            listener()
 
     def wait_final(self, min_size: int, timeout: float) -> tuple[int, bytes] | None:
         """The latest final checkpoint once it covers ``min_size`` leaves, or None."""

@@ -18,6 +18,7 @@ from ledger.errors import LedgerError, StorageError, VerificationError
 from ledger.genesis import TrustRoot
 from ledger.keys import SigningKey
 from ledger.receipts import verify_checkpoint_consistency, verify_receipt
+from node.witness.cli import add_receipt_options, add_witness_commands
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
 
@@ -27,16 +28,22 @@ def _read(path: str) -> bytes:
 
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
+    from node.witness.cli import witness_policy_from_args
+
     trust = TrustRoot.load(args.trust)
-    result = verify_receipt(_read(args.receipt), _read(args.record), trust)
+    policy = witness_policy_from_args(args)
+    result = verify_receipt(_read(args.receipt), _read(args.record), trust, policy=policy)
     cp = result.checkpoint
     what = ""
     if result.record is not None:
         what = f" ({result.record.kind} by {result.record.signer.name})"
+    witnessed = ""
+    if policy is not None and policy.required:
+        witnessed = f", cosigned by witnesses {', '.join(result.witnessed_by)}"
     print(
         f"OK: record{what} is entry {result.index} of {cp.origin} at size {cp.size},"
         f" checkpoint signed by {len(result.signed_by)} of {len(trust.validators)}"
-        f" validators (need {trust.threshold})"
+        f" validators (need {trust.threshold}){witnessed}"
     )
     return EXIT_OK
 
@@ -224,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     receipt.add_argument("--record", required=True, help="the record's envelope bytes")
     receipt.add_argument("--trust", required=True, help="genesis.json or a file of vkeys")
     receipt.set_defaults(handler=cmd_verify_receipt)
+    add_receipt_options(receipt)
     cons = checks.add_parser(
         "verify-consistency", help="check that a newer checkpoint extends an older one"
     )
@@ -326,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     explorer.add_argument("--genesis", help="the network's genesis.json")
     explorer.add_argument("--listen", default="127.0.0.1:8101", help="host:port (0 = any free)")
     explorer.set_defaults(handler=cmd_explorer)
+
+    add_witness_commands(verbs, checks)  # witness init|run, audit verify-split-view
     return parser
 
 

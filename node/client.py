@@ -28,6 +28,7 @@ from ledger.genesis import Genesis, TrustRoot, genesis_hash
 from ledger.receipts import final_checkpoint
 from ledger.records import Envelope, Record, verify_envelope
 from ledger.tlogproof import TlogProof
+from ledger.witness_policy import WitnessPolicy, check_witnesses, require_witnesses
 from proto import node_pb2, node_pb2_grpc
 
 
@@ -96,6 +97,8 @@ class LedgerClient:
         genesis_bytes: bytes,
         state_file: Path | None = None,
         timeout: float = 30.0,
+        witness_quorum: int = 0,
+        witness_policy: WitnessPolicy | None = None,
     ) -> None:
         self._channel = channel
         self._stub: Any = node_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
@@ -111,6 +114,11 @@ class LedgerClient:
         self._state_file = state_file
         self._trusted: tuple[Checkpoint, bytes] | None = None
         self._verified_notes: dict[bytes, Checkpoint] = {}
+        if witness_policy is not None and witness_quorum:
+            raise ValueError("give witness_quorum or witness_policy, not both")
+        self.witness_policy = witness_policy or WitnessPolicy.k_of(self.genesis.witnesses,
+                                                                    witness_quorum)
+        """Checkpoints are trusted only with these witness cosignatures (tlog-policy)."""
         if state_file is not None and state_file.exists():
             note = state_file.read_bytes()
             self._trusted = (final_checkpoint(note, self._trust)[0], note)
@@ -126,19 +134,26 @@ class LedgerClient:
         state_file: Path | None = None,
         max_message_bytes: int = 4 << 20,
         timeout: float = 30.0,
+        witness_quorum: int = 0,
+        witness_policy: WitnessPolicy | None = None,
     ) -> LedgerClient:
-        """An mTLS channel to ``address`` that trusts exactly the genesis-pinned nodes."""
+        """An mTLS channel to ``address`` that trusts exactly the genesis-pinned nodes.
+
+        With ``witness_quorum`` K (of the genesis witnesses) or a ``witness_policy``, reads
+        trust only checkpoints carrying those witness cosignatures.
+        """
         from node.tls import channel_credentials, channel_options, genesis_node_pems
 
         genesis = Genesis.from_bytes(genesis_bytes)
         creds = channel_credentials(tls_cert, tls_key, genesis_node_pems(genesis))
         channel = grpc.secure_channel(address, creds,
                                       channel_options(server_name, max_message_bytes))
-        return cls(channel, genesis_bytes, state_file, timeout)
+        return cls(channel, genesis_bytes, state_file, timeout, witness_quorum, witness_policy)
 
     @classmethod
     def from_profile(cls, path: str | Path, address: str | None = None,
-                     server_name: str | None = None) -> LedgerClient:
+                     server_name: str | None = None, witness_quorum: int = 0,
+                     witness_policy: WitnessPolicy | None = None) -> LedgerClient:
         """Connect with a ``client.toml`` profile (see docs/CONFIG.md).
 
         ``address``/``server_name`` override the profile's node, e.g. to read from another
@@ -152,6 +167,7 @@ class LedgerClient:
             address or profile.address, profile.genesis.read_bytes(),
             profile.tls_cert.read_bytes(), profile.tls_key.read_bytes(),
             server_name or profile.tls_server_name, state, profile.max_message_bytes,
+            witness_quorum=witness_quorum, witness_policy=witness_policy,
         )
 
     def close(self) -> None:
@@ -190,9 +206,22 @@ class LedgerClient:
             self._verified_notes[note] = cached
         return cached
 
-    def _advance(self, note: bytes) -> Checkpoint:
-        """Trust ``note`` if final and consistent with what was trusted before."""
+    def _advance(self, note: bytes, witnessed: bool = True) -> Checkpoint:
+        """Trust ``note`` if final, witnessed as the policy asks, and consistent with what
+        was trusted before.
+
+        An acknowledgement's checkpoint (``witnessed=False``) is fresh: witnesses cosign it
+        after it became final. It is checked (quorum, consistency) but, lacking the
+        cosignatures the policy asks for, not stored as the trusted checkpoint.
+        """
         checkpoint = self._final(note)
+        if self.witness_policy.required:
+            check = check_witnesses(note, self.witness_policy)
+            if not check.satisfied and witnessed:
+                require_witnesses(note, self.witness_policy)  # raises with the reason
+            witnessed = check.satisfied
+        else:
+            witnessed = True
         if self._trusted is not None and self._trusted[1] == note:
             return checkpoint
         if self._trusted is not None:
@@ -210,7 +239,7 @@ class LedgerClient:
                     f"final checkpoint at size {checkpoint.size} is not consistent with the"
                     f" trusted one at size {old.size}: {exc}", old_note, note
                 ) from exc
-        if self._trusted is None or checkpoint.size > self._trusted[0].size:
+        if witnessed and (self._trusted is None or checkpoint.size > self._trusted[0].size):
             self._trusted = (checkpoint, note)
             self._save(note)
         return checkpoint
@@ -290,14 +319,14 @@ class LedgerClient:
                         raise VerificationError("acknowledgement names a record not submitted")
                     raws.discard(p.record_id)
                     if checkpoint is None:
-                        checkpoint = self._advance(response.checkpoint)
+                        checkpoint = self._advance(response.checkpoint, witnessed=False)
                     yield self._placed(p.record_id, p.index, p.height, checkpoint)
         except grpc.RpcError as exc:
             raise _wrap(exc) from exc
 
     def _ack(self, raw: bytes, response: node_pb2.SubmitResponse) -> Ack:
         """Check an acknowledgement: final checkpoint covering the record at its index."""
-        checkpoint = self._advance(response.checkpoint)
+        checkpoint = self._advance(response.checkpoint, witnessed=False)
         if Envelope.from_bytes(raw).record_id != response.record_id:
             raise VerificationError("acknowledgement names another record")
         return self._placed(response.record_id, response.index, response.height, checkpoint)

@@ -80,6 +80,16 @@ class Peer:
 
 
 @dataclass(frozen=True)
+class WitnessEndpoint:
+    """[[witnesses]]: a C2SP tlog-witness this node submits its final checkpoints to."""
+
+    url: str
+    """The witness's submission prefix (``http://host:port``); ``/add-checkpoint`` is added."""
+    vkey: str
+    """The witness's cosignature vkey (type 0x04); other lines in its answers are ignored."""
+
+
+@dataclass(frozen=True)
 class ConsensusSection:
     """[consensus]: Tendermint timeouts (grow by ``timeout_delta_ms`` per round) and blocks."""
 
@@ -150,6 +160,7 @@ class NodeConfig:
     node: NodeSection
     keys: KeysSection
     peers: tuple[Peer, ...] = ()
+    witnesses: tuple[WitnessEndpoint, ...] = ()
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
     mempool: MempoolSection = field(default_factory=MempoolSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
@@ -198,12 +209,13 @@ def load_config(path: str | Path, *, check_files: bool = True) -> NodeConfig:
     path = Path(path)
     doc = _read_toml(path)
     reader = _Reader(path)
-    reader.check_keys(doc, "", (*_SECTIONS, "peers"))
+    reader.check_keys(doc, "", (*_SECTIONS, "peers", "witnesses"))
     if "node" not in doc:
         raise reader.error("node", "section is missing (it needs at least name = ...)")
     parts = {name: reader.section(cls, doc.get(name, {}), name) for name, cls in _SECTIONS.items()}
     peers = reader.peers(doc.get("peers", []))
-    config = NodeConfig(**parts, peers=peers, source=path)
+    witnesses = reader.witnesses(doc.get("witnesses", []))
+    config = NodeConfig(**parts, peers=peers, witnesses=witnesses, source=path)
     _check_node(config, reader)
     if check_files:
         _check_node_files(config, reader)
@@ -412,12 +424,37 @@ class _Reader:
             raise self.error("peers", "must be an array of tables ([[peers]])")
         return tuple(self.section(Peer, item, f"peers[{i}]") for i, item in enumerate(raw))
 
+    def witnesses(self, raw: object) -> tuple[WitnessEndpoint, ...]:
+        if not isinstance(raw, list):
+            raise self.error("witnesses", "must be an array of tables ([[witnesses]])")
+        found = tuple(self.section(WitnessEndpoint, item, f"witnesses[{i}]")
+                      for i, item in enumerate(raw))
+        for i, witness in enumerate(found):
+            _check_witness(self, f"witnesses[{i}]", witness)
+        return found
+
     def address(self, key: str, value: str, *, allow_port_zero: bool = True) -> None:
         """``host:port`` (IPv6 as ``[::1]:port``), port 1..65535 (0 = any, for listeners)."""
         host, sep, port = value.rpartition(":")
         lowest = 0 if allow_port_zero else 1
         if not sep or not host or not port.isdigit() or not lowest <= int(port) <= 65535:
             raise self.error(key, f"{value!r} is not host:port (e.g. 127.0.0.1:7001)")
+
+
+def _check_witness(reader: _Reader, where: str, witness: WitnessEndpoint) -> None:
+    from urllib.parse import urlsplit
+
+    from ledger.keys import ALG_COSIGNATURE_V1, VerifierKey
+
+    url = urlsplit(witness.url)
+    if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+        raise reader.error(f"{where}.url", f"{witness.url!r} is not an http(s)://host:port URL")
+    try:
+        key = VerifierKey.from_vkey(witness.vkey)
+    except FormatError as exc:
+        raise reader.error(f"{where}.vkey", str(exc)) from exc
+    if key.alg != ALG_COSIGNATURE_V1:
+        raise reader.error(f"{where}.vkey", "must be a witness cosignature key (type 0x04)")
 
 
 def _is_required(spec: dataclasses.Field[Any]) -> bool:

@@ -86,6 +86,13 @@ class Node:
             self.network, self.genesis.validator_keys, self.genesis.threshold, self.ledger,
             self.peers, self.key, self.log,
         )
+        self.witnesses = None
+        if config.witnesses:
+            from node.witnessing import WitnessPusher
+
+            self.witnesses = WitnessPusher(config.witnesses, self.ledger,
+                                           self.metrics.registry, self.log)
+            self.checkpoints.listeners.append(self.witnesses.notify)
         self.driver = self._make_driver() if self.key is not None else None
         self._gossip: queue.Queue[bytes] = queue.Queue()
         self._stopped = threading.Event()
@@ -181,6 +188,8 @@ class Node:
             self.sync.at_start()
         else:
             self.sync.follow()
+        if self.witnesses is not None:
+            self.witnesses.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self.log.info("node started", role=self.role, listen=self.config.node.listen,
                       height=self.ledger.head.height, tree_size=self.ledger.tree.size)
@@ -213,6 +222,8 @@ class Node:
         if self.driver is not None:
             self.driver.stop()
         self.peers.stop()
+        if self.witnesses is not None:
+            self.witnesses.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         self.storage.close()
