@@ -40,6 +40,7 @@ class AgreementEntry:
     valid_until_ms: int
     revoked_index: int | None = None
     revoked_reason: str = ""
+    revoked_by: str = ""
 
 
 @dataclass
@@ -55,7 +56,7 @@ class LedgerStats:
     sharing events, "anchor: agency" for anchors."""
     kinds: Counter[str] = field(default_factory=Counter)
     agreements: dict[bytes, AgreementEntry] = field(default_factory=dict)
-    _pending_revocations: dict[bytes, tuple[int, str]] = field(default_factory=dict)
+    _pending_revocations: dict[bytes, tuple[int, str, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def update(self, reader: LedgerReader) -> int:
@@ -101,11 +102,12 @@ class LedgerStats:
             self._apply_revocation(rid)
         elif kind == "revocation":
             target = bytes(body.revocation.agreement_id)
-            self._pending_revocations.setdefault(target, (index, body.revocation.reason))
+            revocation = (index, body.revocation.reason, body.agency)
+            self._pending_revocations.setdefault(target, revocation)
             self._apply_revocation(target)
 
     def _apply_revocation(self, rid: bytes) -> None:
         entry = self.agreements.get(rid)
         pending = self._pending_revocations.get(rid)
         if entry is not None and pending is not None and entry.revoked_index is None:
-            entry.revoked_index, entry.revoked_reason = pending
+            entry.revoked_index, entry.revoked_reason, entry.revoked_by = pending

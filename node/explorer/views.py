@@ -373,7 +373,7 @@ def _agreement_view(a: AgreementEntry, now_ms: int) -> dict[str, Any]:
         "datasets": list(a.datasets), "purpose": a.purpose, "legal_basis": a.legal_basis,
         "valid_from_ms": js_int(a.valid_from_ms), "valid_until_ms": js_int(a.valid_until_ms),
         "revoked": a.revoked_index is not None, "revoked_index": a.revoked_index,
-        "revoked_reason": a.revoked_reason, "state": state,
+        "revoked_reason": a.revoked_reason, "revoked_by": a.revoked_by, "state": state,
     }
 
 

@@ -120,6 +120,7 @@ def test_agreements_show_parties_window_and_revocation(served: tuple[Built, Ledg
     assert keep["valid_from_ms"] == BLOCK_TIMES[0] and keep["revoked"] is False
     assert gone["revoked"] is True and gone["state"] == "revoked"
     assert gone["revoked_reason"] == "purpose fulfilled"
+    assert gone["revoked_by"] == "health-insurance"
     assert gone["revoked_index"] == built.heights.index(4)
 
 

@@ -85,3 +85,12 @@ def test_record_page_shows_body_and_receipt(served: tuple[Built, str]) -> None:
     assert "sharing_event by social-security" in dom and "health-insurance" in dom
     assert re.search(r'<pre id="receipt">c2sp.org/tlog-proof@v1\nindex 9\n', dom)
     assert 'href="/api/records/9/receipt"' in dom
+
+
+def test_agreements_page_shows_parties_and_revocation(served: tuple[Built, str]) -> None:
+    built, url = served
+    dom = browser.dump_dom(url + "#/agreements")
+    assert "Sharing agreements (2)" in dom
+    assert f'data-agreement="{built.revoked_id.hex()}"' in dom
+    assert "revoked by health-insurance (record 14: purpose fulfilled)" in dom
+    assert "Social Code s.67" in dom and "income-records, addresses" in dom

@@ -260,7 +260,7 @@ async function agreementsPage(main, params) {
     el("td", {}, a.recipient), el("td", {}, a.datasets.join(", ")), el("td", {}, a.purpose),
     el("td", {}, a.legal_basis), el("td", {}, `${when(a.valid_from_ms)} – ${a.valid_until_ms ? when(a.valid_until_ms) : "open"}`),
     el("td", { class: a.state === "active" ? "ok" : "bad" },
-      a.revoked ? `revoked (record ${a.revoked_index}${a.revoked_reason ? ": " + a.revoked_reason : ""})` : a.state)));
+      a.revoked ? `revoked by ${a.revoked_by} (record ${a.revoked_index}${a.revoked_reason ? ": " + a.revoked_reason : ""})` : a.state)));
   const next = offset + doc.agreements.length < doc.total
     ? link(`#/agreements?offset=${offset + doc.agreements.length}`, "More →") : "";
   main.replaceChildren(card(`Sharing agreements (${doc.total})`, {},
