@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ledger.blocks import Block
+from ledger.errors import FormatError
+from ledger.export import ExportReader
 from ledger.genesis import Genesis, genesis_hash
 from ledger.ledger_store import Head, Ledger
 from ledger.storage import Storage, StorageConfig
@@ -97,3 +99,13 @@ def open_store_reader(data_dir: Path, genesis_bytes: bytes) -> RefreshingLedger:
     except BaseException:
         storage.close()
         raise
+
+
+def open_export_reader(folder: Path, genesis_bytes: bytes) -> ExportReader:
+    """A static export (``shadowledger export``) of the network this genesis starts."""
+    Genesis.from_bytes(genesis_bytes)
+    reader = ExportReader(folder)
+    if reader.genesis_hash != genesis_hash(genesis_bytes):
+        raise FormatError(f"{folder}: the export is of another network than this genesis "
+                          f"(genesis hash {reader.genesis_hash.hex()[:16]}...)")
+    return reader

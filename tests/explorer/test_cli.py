@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger.export_writer import export_ledger
 from ledger.genesis import TrustRoot
 from ledger.receipts import verify_receipt
 from node.demo import make_network
@@ -62,9 +63,35 @@ def test_serves_a_node_store_read_only_and_follows_new_blocks(tmp_path: Path) ->
         ledger.storage.close()
 
 
+def test_serves_a_static_export(tmp_path: Path) -> None:
+    built, ledger = build(tmp_path / "net")
+    try:
+        export_ledger(ledger, tmp_path / "export")
+    finally:
+        ledger.storage.close()
+    genesis = tmp_path / "net" / "genesis.json"
+    with explorer_process(tmp_path / "export", "--genesis", genesis,
+                          "--listen", "127.0.0.1:0") as url:
+        status = get_json(url, "/api/status")
+        assert status["height"] == 5 and status["tree_size"] == len(built.envelopes)
+        assert get_json(url, "/api/checkpoint")["final"] is True
+        last = len(built.envelopes) - 1
+        assert get_json(url, f"/api/records/{last}")["index"] == last
+        receipt = fetch(url, f"/api/records/{last}/receipt").body
+    result = verify_receipt(receipt, built.envelopes[last].raw, TrustRoot.load(genesis))
+    assert result.index == last
+    other = make_network(tmp_path / "other").genesis_bytes
+    (tmp_path / "other.json").write_bytes(other)
+    done = subprocess.run([*EXE, str(tmp_path / "export"), "--genesis",
+                           str(tmp_path / "other.json")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "another network" in done.stderr
+
+
 @pytest.mark.parametrize(("args", "code", "message"), [
     ((), 2, "give either an export folder DIR or --data-dir"),
-    (("some/export",), 2, "serving a static export needs `shadowledger export`"),
+    (("some/export",), 2, "DIR needs --genesis"),
+    (("{tmp}/none", "--genesis", "{good}"), 3, "none/shadowledger/export.json"),
     (("--data-dir", "x"), 2, "--data-dir needs --genesis"),
     (("--data-dir", "{tmp}/none", "--genesis", "{good}"), 3, "no ledger store here"),
     (("--data-dir", "{tmp}", "--genesis", "{genesis}"), 1, "genesis format is None"),
