@@ -143,7 +143,8 @@ def _describe(staging: Path, now: datetime, genesis: bytes | None) -> BackupMani
     """The manifest of a fresh copy, read from the copy itself (the live store moves on)."""
     with Storage(staging, StorageConfig(readonly=True)) as storage:
         chain_id = _chain_id(storage, genesis)
-        ledger = _check_store(storage, chain_id, None)
+        trusted = None if genesis is None else Genesis.from_bytes(genesis)
+        ledger = _check_store(storage, chain_id, trusted)
         manifest = BackupManifest(
             created=now.isoformat(timespec="seconds"),
             head_height=ledger.head.height, head_hash=ledger.head.hash.hex(),
@@ -160,7 +161,7 @@ def _chain_id(storage: Storage, genesis: bytes | None) -> bytes:
     """The genesis hash: block 1's ``prev_hash``, which ``genesis`` must agree with."""
     given = None if genesis is None else genesis_hash(genesis)
     with storage.read() as txn:
-        first = txn.get((1).to_bytes(8, "big"), db=storage.db(b"blocks"))
+        first = txn.get(_U64.pack(1), db=storage.db(b"blocks"))
     if first is None:
         if given is None:
             raise UsageError("the store holds no block yet: pass --genesis to name its network")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,28 @@ from node.backup import MANIFEST_FILE
 from node.client import Ack
 from tests.integration.cluster import Cluster, running_cluster, submit_records
 
+HARDENED = """
+import ctypes, sys
+# PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN), Linux 6.3+: what systemd's
+# MemoryDenyWriteExecute=yes enforces, set before anything else is imported.
+hardened = ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0
+print("memory-deny-write-execute", "on" if hardened else "unavailable", flush=True)
+from node.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 VALIDATORS = ["tax-agency", "social-security", "health-insurance", "statistics-office"]
 RESTORED = "statistics-office"
+
+
+def _start_hardened(cluster: Cluster, agency: str) -> None:
+    """Start ``agency``'s node with writable-executable memory refused, as the systemd
+    unit does (deploy/systemd), so a library that needs it would fail here."""
+    node = cluster.node(agency)
+    log = (node.config_path.parent / "node.log").open("ab")
+    cluster.procs[agency] = subprocess.Popen(
+        [sys.executable, "-c", HARDENED, "node", "run", "--config", str(node.config_path)],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, GRPC_VERBOSITY="ERROR"),
+    )
 
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -75,7 +96,7 @@ def test_a_validator_restored_from_an_online_backup_catches_up(tmp_path: Path) -
         assert done.returncode == 0, done.stderr
         assert "restored" in done.stdout
 
-        cluster.start(RESTORED)
+        _start_hardened(cluster, RESTORED)
         cluster.wait_ready([RESTORED])
         acks += submit_records(cluster, RESTORED, 0, 10)  # and it takes part again
         size = max(a.checkpoint.size for a in acks)
@@ -86,3 +107,6 @@ def test_a_validator_restored_from_an_online_backup_catches_up(tmp_path: Path) -
             found = {a.index: client.get_record(record_id=a.record_id).index for a in acks}
         assert all(index == found[index] for index in found)
         assert len(found) == len(acks) == len({a.record_id for a in acks})
+        log = (config.parent / "node.log").read_text()
+        kernel = tuple(int(x) for x in os.uname().release.split(".")[:2])
+        assert "memory-deny-write-execute on" in log or kernel < (6, 3)
