@@ -48,6 +48,12 @@ def cmd_share(args: argparse.Namespace) -> int:
 
 def cmd_deliver_send(args: argparse.Namespace) -> int:
     event_id = _hex_id(args.event)
+    if not args.server_name:  # the recipient's node is node.<recipient>, from the event
+        from node.client import LedgerClient
+
+        with LedgerClient.from_profile(args.profile) as own:
+            event = own.get_record(record_id=event_id).record
+        args.server_name = f"node.{event.body.sharing_event.recipient}"
     with _client(args) as client:
         index = client.deliver(event_id)
     print(f"payload of event {index} sealed to the recipient's box key and stored at "

@@ -53,8 +53,9 @@ class PrivacyService(node_pb2_grpc.PrivacyServicer):
         index = ledger.index_of(event_id)
         if index is None:
             _abort(context, grpc.StatusCode.NOT_FOUND,
-                   f"no committed record with id {event_id.hex()[:16]}: deliver only after "
-                   "the sharing event is committed")
+                   f"no committed record with id {event_id.hex()[:16]} at this node (tree "
+                   f"size {ledger.tree.size}): deliver only after the sharing event is "
+                   "committed; retry if it was committed just now")
         body = decode_body(Envelope.from_bytes(ledger.record(index)).body)
         if body.WhichOneof("kind") != "sharing_event":
             _abort(context, grpc.StatusCode.FAILED_PRECONDITION,

@@ -16,6 +16,7 @@ from node.config import (
     ClientProfile,
     ConfigError,
     ConsensusSection,
+    DeliverySection,
     KeysSection,
     LimitsSection,
     LogSection,
@@ -180,7 +181,7 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 
 SECTION_CLASSES = (
     NodeSection, KeysSection, Peer, ConsensusSection, MempoolSection, LimitsSection,
-    StorageSection, MetricsSection, LogSection, ClientProfile,
+    StorageSection, DeliverySection, MetricsSection, LogSection, ClientProfile,
 )
 
 

@@ -21,6 +21,7 @@ from node.config import (
     read_pseudonym_key,
     read_signing_key,
 )
+from node.delivery import public_box_key, read_box_key
 from node.localnet import LocalNetwork
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,11 +107,14 @@ def test_every_client_profile_loads(net: LocalNetwork) -> None:
         entry = genesis.agency(agency.name)
         assert entry is not None and entry.record_keys == (record_key.verifier,)
         assert len(read_pseudonym_key(profile.pseudonym_key)) == 32
+        assert profile.box_key is not None
+        assert entry.box_keys == (public_box_key(read_box_key(profile.box_key)),)
 
 
 def test_private_files_are_0600(net: LocalNetwork) -> None:
     secrets = [p for p in net.dir.rglob("*") if p.suffix in (".skey", ".key")]
-    assert len(secrets) == 4 * 5 + 2  # 4 agencies: 2 skeys, 2 TLS keys, pseudonym; auditor: 2
+    assert len(secrets) == 4 * 6 + 2  # 4 agencies: 2 skeys, 2 TLS keys, pseudonym, box key;
+    # the auditor: 2 TLS keys
     for path in secrets:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for keys in net.dir.glob("*/keys"):
