@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, decode_box_key, encode_box_key
 from node import localnet, tls
 from node.config import (
     ConfigError,
@@ -210,6 +210,8 @@ def _spec_with(net: LocalNetwork, **changes: object) -> Path:
         ({"client_certs": ["social-security/keys/client.crt"]}, "(genesis)", "same certificate"),
         ({"colour": "blue"}, "agencies[0].colour", "unknown key"),
         ({"role": "regulator"}, "(genesis)", "unknown role"),
+        ({"box_keys": ["tax-agency/keys/tax-agency.vkey"]}, "agencies[0].box_keys[0]",
+         "not base64"),
     ],
 )
 def test_bad_spec_names_the_entry(
@@ -240,3 +242,19 @@ def test_network_init_and_tls_identity_cli(tmp_path: Path) -> None:
     tls.check_pinnable(cert, "new cert")
     assert stat.S_IMODE((tmp_path / "t" / "node.new-agency.key").stat().st_mode) == 0o600
     assert tls.fingerprint(cert).hex() in made.stdout
+
+
+def test_keygen_box_writes_a_pair_for_the_genesis_spec(net: LocalNetwork, tmp_path: Path
+                                                       ) -> None:
+    made = _run("keygen", "new-agency", "--box", "--out", tmp_path)
+    assert made.returncode == 0, made.stderr
+    secret = tmp_path / "new-agency.boxkey"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    public = (tmp_path / "new-agency.boxpub").read_text().strip()
+    assert made.stdout.strip() == public
+    assert encode_box_key(public_box_key(read_box_key(secret))) == public
+    again = _run("keygen", "new-agency", "--box", "--out", tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr
+    spec = _spec_with(net, box_keys=[public])  # inline, instead of a file
+    genesis = localnet.genesis_from_spec(spec, NETWORK, NOW)
+    assert genesis.agencies[0].box_keys == (decode_box_key(public),)
