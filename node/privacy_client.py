@@ -31,7 +31,7 @@ from ledger.keys import SigningKey
 from ledger.privacy import commitment, pseudonym
 from ledger.records import sign_record
 from ledger.subjects import event_subject
-from node.client import Ack, LedgerClient, VerifiedRecord, _wrap
+from node.client import Ack, ApiError, LedgerClient, VerifiedRecord, _wrap
 from node.delivery import open_sealed, recipient_box_key, seal
 from proto import ledger_pb2, node_pb2, node_pb2_grpc
 
@@ -258,11 +258,24 @@ class PrivacyClient:
                                         "not a sharing event about this subject")
             agreement_id = event.record.body.sharing_event.agreement_id
             if agreement_id not in agreements:
-                agreements[agreement_id] = self.client.get_record(record_id=agreement_id)
+                agreements[agreement_id] = self._agreement(index, agreement_id)
             events.append(SubjectEvent(event, agreements[agreement_id]))
         if verify_complete:
             self._check_complete(wanted, indices)
         return events
+
+    def _agreement(self, index: int, agreement_id: bytes) -> VerifiedRecord:
+        """The verified agreement an event names (every validator checked it exists)."""
+        try:
+            agreement = self.client.get_record(record_id=agreement_id)
+        except ApiError as exc:
+            raise VerificationError(f"event {index} names agreement "
+                                    f"{agreement_id.hex()[:16]}, which the node does not "
+                                    f"serve: {exc.message}") from exc
+        if agreement.record.kind != "agreement":
+            raise VerificationError(f"event {index} names record {agreement.index}, "
+                                    "which is not an agreement")
+        return agreement
 
     def _check_complete(self, wanted: bytes, indices: list[int]) -> None:
         """Read every record up to a final checkpoint, check they hash to its root, and
