@@ -119,6 +119,17 @@ def test_deliver_fetch_verify_then_erase(cluster: Cluster, agreements: dict[str,
         # The ledger still verifies the event; nothing opens its commitment any more.
         still = social.client.get_record(record_id=event_id)
         assert still.record.body.sharing_event.payload_size == len(payload)
+        record = cluster.net.dir / "erased-event.record"
+        receipt = cluster.net.dir / "erased-event.tlog-proof"
+        record.write_bytes(still.record.envelope.raw)
+        receipt.write_bytes(still.receipt)
+        audited = _cli("audit", "verify-receipt", receipt, "--record", record,
+                       "--trust", cluster.net.genesis_path)
+        assert audited.returncode == 0 and audited.stdout.startswith("OK"), audited.stderr
+    recipient_files = [p for p in (cluster.net.dir / SOCIAL).rglob("*") if p.is_file()]
+    assert len(recipient_files) > 5
+    for path in recipient_files:  # node store, client openings, keys, logs: no salt left
+        assert shared.salt not in path.read_bytes(), path
     with privacy(cluster, TAX, via=SOCIAL) as tax:  # erased stays erased
         assert _code(lambda: tax.deliver(event_id, shared.salt, payload)) == \
             grpc.StatusCode.ALREADY_EXISTS
@@ -229,6 +240,12 @@ def test_subject_report_verified_by_the_audit_cli(
             assert check.returncode == 0 and check.stdout.startswith("OK"), check.stderr
     with privacy(cluster, SOCIAL) as social:  # another agency's key: other pseudonyms
         assert social.subject_events("NIN-20000229-0001") == []
+    with privacy(cluster, TAX) as tax:  # a node whose index hides an event is caught
+        honest = tax.subject_indices
+        tax.subject_indices = lambda p: iter(list(honest(p))[1:])  # type: ignore[method-assign]
+        assert len(tax.subject_events("NIN-20000229-0001")) == 2
+        with pytest.raises(VerificationError, match=f"omits events \\[{mine[0].ack.index}\\]"):
+            tax.subject_events("NIN-20000229-0001", verify_complete=True)
 
 
 def test_no_personal_data_in_any_node_store(cluster: Cluster, agreements: dict[str, bytes]
