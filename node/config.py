@@ -224,6 +224,10 @@ def _check_node(config: NodeConfig, reader: _Reader) -> None:
             raise reader.error(f"{where}.name", f"{peer.name!r} is this node itself")
         if names.count(peer.name) > 1:
             raise reader.error(f"{where}.name", f"{peer.name!r} is listed twice")
+    data, deliveries = config.node.data_dir, config.delivery.dir
+    if deliveries == data or data in deliveries.parents or deliveries in data.parents:
+        raise reader.error("delivery.dir", f"{deliveries} must be apart from node.data_dir "
+                           f"{data}: the erasable store is never part of the ledger's")
     _check_sizes(config, reader)
 
 
