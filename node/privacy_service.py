@@ -72,10 +72,10 @@ class PrivacyService(node_pb2_grpc.PrivacyServicer):
                    f"sealed payload is {len(request.sealed)} bytes; this node takes at most "
                    f"{limit}")
         index, event = self._committed_event(event_id, context)
-        if who.role == "auditor" or who.agency != event.provider:
+        if who.role == "auditor" or who.is_node or who.agency != event.provider:
             _abort(context, grpc.StatusCode.PERMISSION_DENIED,
-                   f"only the event's provider {event.provider} may deliver its payload, "
-                   f"not {who.agency}")
+                   f"only the event's provider {event.provider} (its API clients) may "
+                   f"deliver its payload, not {who.agency}")
         if event.recipient != self.node.name:
             _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                    f"this is {self.node.name}'s node; deliver to the recipient "
