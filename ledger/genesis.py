@@ -9,13 +9,19 @@ Format: UTF-8 JSON (``to_bytes`` writes sorted keys, one-space indent):
      "validators": [{"vkey": VKEY, "power": INT, "agency": NAME}, ...],
      "agencies": [{"name": NAME, "role": "agency" | "auditor",
                    "record_keys": [VKEY, ...],
-                   "node_certs": [PEM, ...], "client_certs": [PEM, ...]}, ...],
+                   "node_certs": [PEM, ...], "client_certs": [PEM, ...],
+                   "box_keys": [BASE64, ...]}, ...],
      "witnesses": [VKEY, ...]}
+``box_keys`` (optional, written only when present, so older genesis files keep their
+exact bytes and hash) are the agency's X25519 public keys for off-ledger delivery: a
+provider seals payloads to the recipient's first box key (docs/PRIVACY.md).
 TLS certificates are pinned by the genesis: a node accepts exactly these, nothing else.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from dataclasses import dataclass
@@ -30,6 +36,9 @@ from ledger.records import Keyring
 FORMAT = "shadowledger/genesis/v1"
 MAX_GENESIS_BYTES = 1 << 20
 
+
+BOX_KEY_BYTES = 32
+"""An X25519 public key (nacl ``PublicKey``)."""
 
 ROLES = ("agency", "auditor")
 """An auditor (regulator, audit office) reads everything and writes nothing."""
@@ -52,6 +61,8 @@ class Agency:
     """PEM certificates of the agency's node(s), pinned for mTLS between nodes."""
     client_certs: tuple[str, ...] = ()
     """PEM certificates of the agency's API clients, pinned for mTLS to any node."""
+    box_keys: tuple[bytes, ...] = ()
+    """X25519 public keys payloads are sealed to (the first is current)."""
 
 
 @dataclass(frozen=True)
@@ -82,16 +93,7 @@ class Genesis:
                 {"vkey": v.key.to_vkey(), "power": v.power, "agency": v.agency}
                 for v in self.validators
             ],
-            "agencies": [
-                {
-                    "name": a.name,
-                    "role": a.role,
-                    "record_keys": [k.to_vkey() for k in a.record_keys],
-                    "node_certs": list(a.node_certs),
-                    "client_certs": list(a.client_certs),
-                }
-                for a in self.agencies
-            ],
+            "agencies": [_agency_json(a) for a in self.agencies],
             "witnesses": [w.to_vkey() for w in self.witnesses],
             "time_ms": self.time_ms,
         }
@@ -148,6 +150,8 @@ class Genesis:
             for key in agency.record_keys:
                 if key.name != agency.name:
                     raise FormatError(f"record key {key.name} is listed under {agency.name}")
+            if any(len(k) != BOX_KEY_BYTES for k in agency.box_keys):
+                raise FormatError(f"agency {agency.name}: a box key must be {BOX_KEY_BYTES} bytes")
 
 
 def _agency(doc: dict[str, Any]) -> Agency:
@@ -157,7 +161,39 @@ def _agency(doc: dict[str, Any]) -> Agency:
         role=str(doc.get("role", "agency")),
         node_certs=tuple(str(c) for c in doc.get("node_certs", [])),
         client_certs=tuple(str(c) for c in doc.get("client_certs", [])),
+        box_keys=tuple(decode_box_key(k) for k in doc.get("box_keys", [])),
     )
+
+
+def _agency_json(a: Agency) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": a.name,
+        "role": a.role,
+        "record_keys": [k.to_vkey() for k in a.record_keys],
+        "node_certs": list(a.node_certs),
+        "client_certs": list(a.client_certs),
+    }
+    if a.box_keys:
+        doc["box_keys"] = [encode_box_key(k) for k in a.box_keys]
+    return doc
+
+
+def encode_box_key(key: bytes) -> str:
+    """The text form of an X25519 public key: standard base64 of its 32 bytes."""
+    return base64.b64encode(key).decode("ascii")
+
+
+def decode_box_key(text: object) -> bytes:
+    """Parse :func:`encode_box_key` output; ``FormatError`` on anything else."""
+    if not isinstance(text, str):
+        raise FormatError(f"a box key must be base64 text, got {type(text).__name__}")
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FormatError(f"box key {text[:16]!r} is not base64") from exc
+    if len(key) != BOX_KEY_BYTES:
+        raise FormatError(f"box key is {len(key)} bytes, want {BOX_KEY_BYTES}")
+    return key
 
 
 def genesis_hash(data: bytes) -> bytes:

@@ -18,6 +18,7 @@ from ledger.blocks import Block, BlockHeader
 from ledger.errors import ChainError, CorruptStoreError, UsageError
 from ledger.records import Envelope
 from ledger.storage import Storage
+from ledger.subjects import SubjectIndex
 from ledger.tlogproof import TlogProof
 from ledger.tree_store import TreeStore
 
@@ -46,6 +47,8 @@ class Ledger:
         names = (b"records", b"record_ids", b"blocks", b"certificates", b"checkpoints", b"meta")
         self._db = {name: storage.db(name) for name in names}
         self.head = self._load_head()
+        self.subjects = SubjectIndex(storage)
+        self.subjects.catch_up(self.tree.size, self.record)
 
     def _load_head(self) -> Head:
         with self.storage.read() as txn:
@@ -103,6 +106,7 @@ class Ledger:
                 txn.put(_k(first + offset), env, db=db[b"records"], append=True)
             leaves = merkle.leaf_hashes(block.envelopes) if leaf_hashes is None else leaf_hashes
             self.tree.append(txn, leaves)
+            self.subjects.add(txn, first, block.envelopes)  # same transaction as the block
             if not hmac.compare_digest(self.tree.current_root(), h.tree_root):
                 raise ChainError(f"block {h.height} tree root does not match its records")
             txn.put(_k(h.height), block.to_bytes(), db=db[b"blocks"], append=True)

@@ -33,6 +33,7 @@ SUBDBS = (
     b"checkpoints",  # tree size -> signed checkpoint note bytes
     b"consensus",  # consensus safety state (last signed height/round/step)
     b"policy",  # agreement / ACL state
+    b"subjects",  # subject pseudonym || index -> "" (ledger.subjects)
 )
 
 

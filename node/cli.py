@@ -70,6 +70,10 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    if args.box:
+        from node.privacy_cli import cmd_box_keygen
+
+        return cmd_box_keygen(args)
     key = SigningKey.generate(args.name, os.urandom)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("name", help="key name, e.g. the agency or validator name")
     keygen.add_argument("--out", default=".", help="folder for NAME.skey and NAME.vkey")
     keygen.add_argument("--force", action="store_true", help="overwrite an existing key")
+    keygen.add_argument("--box", action="store_true", help="an X25519 box key pair for "
+                        "off-ledger delivery instead (NAME.boxkey, NAME.boxpub)")
     keygen.set_defaults(handler=cmd_keygen)
 
     demo = verbs.add_parser(
@@ -336,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     explorer.set_defaults(handler=cmd_explorer)
 
     add_witness_commands(verbs, checks)  # witness init|run, audit verify-split-view
+
+    from node.privacy_cli import add_commands
+
+    add_commands(verbs)
     return parser
 
 

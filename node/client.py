@@ -180,6 +180,11 @@ class LedgerClient:
         self.close()
 
     @property
+    def channel(self) -> grpc.Channel:
+        """The connection, for the other services on the same port (``node.privacy_client``)."""
+        return self._channel
+
+    @property
     def trusted_checkpoint(self) -> Checkpoint | None:
         return None if self._trusted is None else self._trusted[0]
 

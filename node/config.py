@@ -127,6 +127,16 @@ class StorageSection:
 
 
 @dataclass(frozen=True)
+class DeliverySection:
+    """[delivery]: the off-ledger store of sealed payloads for this node's agency."""
+
+    dir: Path = Path("deliveries")
+    """Its own LMDB environment, apart from the ledger's: erasable (docs/PRIVACY.md)."""
+    max_sealed_bytes: int = _setting(MIB, minimum=1024)
+    map_size: int = _setting(1024 * MIB, minimum=MIB)
+
+
+@dataclass(frozen=True)
 class MetricsSection:
     """[metrics]: Prometheus text endpoint; ``listen = ""`` turns it off."""
 
@@ -165,6 +175,7 @@ class NodeConfig:
     mempool: MempoolSection = field(default_factory=MempoolSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     storage: StorageSection = field(default_factory=StorageSection)
+    delivery: DeliverySection = field(default_factory=DeliverySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     explorer: ExplorerSection = field(default_factory=ExplorerSection)
     log: LogSection = field(default_factory=LogSection)
@@ -195,6 +206,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "mempool": MempoolSection,
     "limits": LimitsSection,
     "storage": StorageSection,
+    "delivery": DeliverySection,
     "metrics": MetricsSection,
     "explorer": ExplorerSection,
     "log": LogSection,
@@ -238,6 +250,10 @@ def _check_node(config: NodeConfig, reader: _Reader) -> None:
             raise reader.error(f"{where}.name", f"{peer.name!r} is this node itself")
         if names.count(peer.name) > 1:
             raise reader.error(f"{where}.name", f"{peer.name!r} is listed twice")
+    data, deliveries = config.node.data_dir, config.delivery.dir
+    if deliveries == data or data in deliveries.parents or deliveries in data.parents:
+        raise reader.error("delivery.dir", f"{deliveries} must be apart from node.data_dir "
+                           f"{data}: the erasable store is never part of the ledger's")
     _check_sizes(config, reader)
 
 
@@ -290,6 +306,8 @@ class ClientProfile:
     """C2SP skey the agency signs records with (auditors have none)."""
     pseudonym_key: Path | None = None
     """32-byte HMAC key for subject pseudonyms (auditors have none)."""
+    box_key: Path | None = None
+    """32-byte X25519 secret key that opens payloads sealed to the agency."""
     max_message_bytes: int = _setting(4 * MIB, minimum=1024)
     source: Path | None = None
 
@@ -310,7 +328,8 @@ def load_client_profile(path: str | Path, *, check_files: bool = True) -> Client
     profile = ClientProfile(**fields, source=path)
     reader.address("client.address", profile.address, allow_port_zero=False)
     if check_files:
-        for key in ("genesis", "tls_cert", "tls_key", "record_key", "pseudonym_key"):
+        for key in ("genesis", "tls_cert", "tls_key", "record_key", "pseudonym_key",
+                    "box_key"):
             file = getattr(profile, key)
             if file is not None and not file.is_file():
                 raise reader.error(f"client.{key}", f"file {file} does not exist")

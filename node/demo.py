@@ -1,9 +1,12 @@
 """`shadowledger demo`: a single-process walk through the ledger core, doing real work.
 
-It generates a 4-agency network (keys, genesis), signs data-sharing records as the
-agencies would, verifies every record as a validator would, commits them in blocks to
-LMDB with quorum-signed checkpoints, then writes a receipt and a consistency proof and
-verifies both with the same code the `shadowledger audit` commands run.
+It generates a 4-agency network (keys, genesis), commits countersigned sharing
+agreements, then data-sharing events as the agencies would write them: each names its
+agreement, the subject only as a keyed pseudonym and the payload only as a salted
+commitment (the subjects, payloads and salts stay with the demo, never on the ledger).
+Every record is verified as a validator would, committed in blocks to LMDB with
+quorum-signed checkpoints; then a receipt and a consistency proof are written and
+verified with the same code the `shadowledger audit` commands run.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from consensus.certificate import CommitCertificate
 from consensus.crypto import Ed25519Signer, sign_vote
 from consensus.messages import VoteType
+from ledger.agreements import agreement_body, countersign, verify_agreement
 from ledger.blocks import Block, build_block
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.genesis import Agency, Genesis, TrustRoot, Validator, genesis_hash
@@ -36,12 +40,23 @@ PURPOSES = ("benefit-eligibility", "fraud-prevention", "official-statistics")
 
 
 @dataclass(frozen=True)
+class Plaintext:
+    """What the demo keeps off the ledger for one sharing event."""
+
+    subject: str
+    payload: bytes
+    salt: bytes
+
+
+@dataclass(frozen=True)
 class DemoNetwork:
     genesis: Genesis
     genesis_bytes: bytes
     record_keys: dict[str, SigningKey]
     validator_keys: list[SigningKey]
     pseudonym_keys: dict[str, bytes]
+    agreements: dict[tuple[str, str, str], Envelope] = field(default_factory=dict)
+    """The countersigned agreements events name: made once by ``make_network``."""
 
 
 def make_network(folder: Path) -> DemoNetwork:
@@ -66,16 +81,43 @@ def make_network(folder: Path) -> DemoNetwork:
     (folder / "validators.vkeys").write_text(
         "".join(k.verifier.to_vkey() + "\n" for k in validator_keys)
     )
-    return DemoNetwork(
+    net = DemoNetwork(
         genesis, data, record_keys, validator_keys, {a: os.urandom(32) for a in AGENCIES}
     )
+    net.agreements.update(make_agreements(net))
+    return net
 
 
-def make_record(net: DemoNetwork, i: int) -> Envelope:
+def subject_id(i: int) -> str:
+    return f"NIN-{1000 + i % 97}"
+
+
+def make_agreements(net: DemoNetwork) -> dict[tuple[str, str, str], Envelope]:
+    """One countersigned agreement per (provider, recipient, purpose), by the provider."""
+    now = int(time.time() * 1000)
+    out = {}
+    for provider in AGENCIES:
+        for recipient in (a for a in AGENCIES if a != provider):
+            for purpose in PURPOSES:
+                body = agreement_body(
+                    network=NETWORK, author=provider, provider=provider, recipient=recipient,
+                    datasets=["income-records"], purpose=purpose,
+                    legal_basis=f"Data Sharing Act s.{PURPOSES.index(purpose) + 4}",
+                    valid_from_ms=now - 86_400_000, valid_until_ms=now + 365 * 86_400_000,
+                    countersigner=net.record_keys[recipient].verifier, nonce=os.urandom(16),
+                    created_ms=now)
+                signed = countersign(body, net.record_keys[recipient])
+                out[provider, recipient, purpose] = sign_record(signed, net.record_keys[provider])
+    return out
+
+
+def make_event(net: DemoNetwork, i: int) -> tuple[Envelope, Plaintext]:
     """One data-sharing event: subject pseudonymised, payload committed, never stored."""
     provider = AGENCIES[i % 4]
     recipient = AGENCIES[(i + 1 + (i // 4) % 3) % 4]  # offset 1..3: never the provider
-    payload = f"synthetic payload {i} for citizen {1000 + i % 97}".encode()
+    purpose = PURPOSES[i % len(PURPOSES)]
+    plain = Plaintext(subject_id(i), f"synthetic payload {i} for citizen {subject_id(i)}"
+                      .encode(), os.urandom(32))
     body = ledger_pb2.RecordBody(
         network=NETWORK,
         agency=provider,
@@ -85,33 +127,62 @@ def make_record(net: DemoNetwork, i: int) -> Envelope:
             provider=provider,
             recipient=recipient,
             dataset="income-records",
-            purpose=PURPOSES[i % len(PURPOSES)],
-            subject_pseudonym=pseudonym(net.pseudonym_keys[provider], f"NIN-{1000 + i % 97}"),
-            payload_commitment=commitment(os.urandom(16), payload),
-            payload_size=len(payload),
+            purpose=purpose,
+            agreement_id=net.agreements[provider, recipient, purpose].record_id,
+            subject_pseudonym=pseudonym(net.pseudonym_keys[provider], plain.subject),
+            payload_commitment=commitment(plain.salt, plain.payload),
+            payload_size=len(plain.payload),
         ),
     )
-    return sign_record(body, net.record_keys[provider])
+    return sign_record(body, net.record_keys[provider]), plain
+
+
+def make_record(net: DemoNetwork, i: int) -> Envelope:
+    """The envelope of ``make_event`` (callers that keep no plaintext)."""
+    return make_event(net, i)[0]
+
+
+@dataclass
+class DemoLedger:
+    sizes: list[int]
+    """Tree size of every checkpoint."""
+    plaintexts: list[Plaintext]
+    """What stayed off the ledger, one per event."""
+    agreements: int
 
 
 def commit_blocks(
     net: DemoNetwork, ledger: Ledger, records: int, block_size: int,
-    make: Callable[[DemoNetwork, int], Envelope] = make_record, verify: bool = True,
-) -> list[int]:
+    make: Callable[[DemoNetwork, int], Envelope] | None = None, verify: bool = True,
+) -> DemoLedger:
     """Append ``records`` records in blocks, each with a commit certificate and a checkpoint
-    signed by every validator; return the tree size of every checkpoint.
+    signed by every validator. An empty ledger first gets the network's agreements, in a
+    block of their own; records come from ``make`` (default: sharing events, whose
+    plaintexts are returned).
 
     ``verify`` re-checks every record as a validator would (off for fast bulk builds)."""
     keyring = net.genesis.keyring()
-    first, sizes = ledger.tree.size, []
+    first = ledger.tree.size
     frontier = Frontier.from_source(ledger.tree, first)  # appends to what is there
     parent = ledger.block(ledger.head.height).header if ledger.head.height else None
     proposer = net.validator_keys[0].verifier.key_hash
-    for start in range(first, first + records, block_size):
-        stop = min(first + records, start + block_size)
-        batch = [make(net, i) for i in range(start, stop)]
+    agreements = list(net.agreements.values()) if first == 0 else []
+    out = DemoLedger([], [], len(agreements))
+    start = first + len(agreements)
+    batches = [agreements] if agreements else []
+    for at in range(start, start + records, block_size):
+        stop = min(start + records, at + block_size)
+        if make is None:
+            made = [make_event(net, i) for i in range(at, stop)]
+            batches.append([env for env, _ in made])
+            out.plaintexts += [plain for _, plain in made]
+        else:
+            batches.append([make(net, i) for i in range(at, stop)])
+    for batch in batches:
         for env in batch if verify else ():  # what every validator does before voting
-            verify_envelope(Envelope.from_bytes(env.raw), keyring, NETWORK)
+            record = verify_envelope(Envelope.from_bytes(env.raw), keyring, NETWORK)
+            if record.kind == "agreement":
+                verify_agreement(record, keyring)
         block = build_block(
             NETWORK, parent, ledger.genesis_hash, [e.raw for e in batch], frontier,
             int(time.time() * 1000), proposer,
@@ -120,8 +191,8 @@ def commit_blocks(
         note = sign_checkpoint(checkpoint, net.validator_keys)
         ledger.commit_block(block, certificate_for(net, block), checkpoint_note=note)
         parent = block.header
-        sizes.append(block.header.tree_size)
-    return sizes
+        out.sizes.append(block.header.tree_size)
+    return out
 
 
 def certificate_for(net: DemoNetwork, block: Block, signers: int | None = None) -> bytes:
@@ -146,11 +217,18 @@ def run_demo(folder: Path, records: int = 2000, block_size: int = 250) -> int:
     print(f"  genesis  {folder / 'genesis.json'}  sha256 {genesis_hash(net.genesis_bytes).hex()}")
     with Storage(folder / "node") as storage:
         ledger = Ledger(storage, genesis_hash(net.genesis_bytes))
-        sizes = commit_blocks(net, ledger, records, block_size)
-        print(f"committed {ledger.tree.size} signed records in {ledger.head.height} blocks"
+        built = commit_blocks(net, ledger, records, block_size)
+        sizes = built.sizes
+        print(f"committed {built.agreements} countersigned agreements and {records} sharing"
+              f" events ({ledger.tree.size} records) in {ledger.head.height} blocks"
               f" to LMDB at {folder / 'node'}")
+        subject = subject_id(0)
+        found, _ = ledger.subjects.lookup(
+            pseudonym(net.pseudonym_keys[AGENCIES[0]], subject), 0, 1000)
+        print(f"  subject {subject}: {len(found)} events shared by {AGENCIES[0]}, found by"
+              " its pseudonym in the subject index (the ledger holds no identifier)")
         print(f"  root {ledger.tree.root().hex()}")
-        index = ledger.tree.size // 3
+        index = built.agreements + records // 3
         (folder / "record.bin").write_bytes(ledger.record(index))
         (folder / "receipt.tlog-proof").write_bytes(ledger.receipt(index))
         old, new = sizes[0], sizes[-1]

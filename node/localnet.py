@@ -9,7 +9,8 @@ agencies plus one auditor ("audit-office", with an observer node) needs:
     DIR/<agency>/node.toml      node config (peers = every other node)
     DIR/<agency>/client.toml    API client profile
     DIR/<agency>/keys/          <agency>.skey/.vkey (record key), validator.<agency>.skey/.vkey,
-                                node.crt/.key, client.crt/.key, pseudonym.key
+                                node.crt/.key, client.crt/.key, pseudonym.key,
+                                box.key/.pub (X25519, off-ledger delivery)
     DIR/<agency>/data/          the node's LMDB store (created empty)
 
 Private key files are created with mode 0600, never overwritten. ``genesis_from_spec``
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import FormatError
-from ledger.genesis import Agency, Genesis, Validator
+from ledger.genesis import Agency, Genesis, Validator, decode_box_key, encode_box_key
 from ledger.keys import SigningKey, VerifierKey
 from node.config import ConfigError
 from node.tls import (
@@ -93,6 +94,7 @@ class _Member:
     validator_key: SigningKey | None
     node_cert: bytes
     client_cert: bytes
+    box_public: bytes = b""
 
     @property
     def folder(self) -> str:
@@ -172,9 +174,22 @@ def _make_member(
             write_secret(keys / f"{key.name}.skey", (key.to_skey() + "\n").encode())
             (keys / f"{key.name}.vkey").write_text(key.verifier.to_vkey() + "\n")
         write_secret(keys / "pseudonym.key", random_bytes(32))
+        box_public = _write_box_key(keys, random_bytes)
     node_cert = _write_tls(keys, "node", node_name(name), now, cert_days)
     client_cert = _write_tls(keys, "client", client_name(name), now, cert_days)
-    return _Member(name, index, auditor, record_key, validator_key, node_cert, client_cert)
+    return _Member(name, index, auditor, record_key, validator_key, node_cert, client_cert,
+                   box_public if not auditor else b"")
+
+
+def _write_box_key(keys: Path, random_bytes: Callable[[int], bytes]) -> bytes:
+    """The agency's X25519 pair for off-ledger delivery: box.key (0600) and box.pub."""
+    from nacl.public import PrivateKey
+
+    secret = PrivateKey(random_bytes(32))
+    write_secret(keys / "box.key", bytes(secret))
+    public = bytes(secret.public_key)
+    (keys / "box.pub").write_text(encode_box_key(public) + "\n")
+    return public
 
 
 def _write_tls(keys: Path, stem: str, name: str, now: datetime, days: int) -> bytes:
@@ -202,6 +217,7 @@ def _genesis(members: list[_Member], network: str, now: datetime) -> Genesis:
             role="auditor" if m.auditor else "agency",
             node_certs=(m.node_cert.decode("ascii"),),
             client_certs=(m.client_cert.decode("ascii"),),
+            box_keys=(m.box_public,) if m.box_public else (),
         )
         for m in members
     )
@@ -219,6 +235,8 @@ def _spec(members: list[_Member]) -> dict[str, Any]:
         if m.record_key and m.validator_key:
             doc["record_keys"] = [f"{keys}/{m.name}.vkey"]
             doc["validators"] = [{"vkey": f"{keys}/validator.{m.name}.vkey", "power": 1}]
+        if m.box_public:
+            doc["box_keys"] = [f"{keys}/box.pub"]
         doc["node_certs"] = [f"{keys}/node.crt"]
         doc["client_certs"] = [f"{keys}/client.crt"]
         return doc
@@ -270,6 +288,7 @@ def _write_client_profile(dir: Path, m: _Member, base_port: int) -> None:
     if m.record_key:
         client["record_key"] = f"keys/{m.name}.skey"
         client["pseudonym_key"] = "keys/pseudonym.key"
+        client["box_key"] = "keys/box.key"
     text = _toml(f"API client of {m.name}", [("[client]", client)])
     (dir / m.folder / "client.toml").write_text(text)
 
@@ -386,6 +405,17 @@ class _Spec:
         except FormatError as exc:
             raise self.error(where, str(exc)) from exc
 
+    def box_key(self, where: str, value: object) -> bytes:
+        """An X25519 public key: inline base64, or a file holding it (``NAME.boxpub``)."""
+        try:
+            return decode_box_key(value)
+        except FormatError:
+            pass
+        try:
+            return decode_box_key(self.text(where, value).strip())
+        except FormatError as exc:
+            raise self.error(where, str(exc)) from exc
+
     def cert(self, where: str, value: object, want_name: str | None) -> str:
         pem = self.text(where, value)
         try:
@@ -455,7 +485,7 @@ def _spec_agency(
         raise spec.error(where, "must be an object with a name")
     name: str = doc["name"]
     unknown = set(doc) - {"name", "role", "record_keys", "validators", "node_certs",
-                          "client_certs"}
+                          "client_certs", "box_keys"}
     if unknown:
         raise spec.error(f"{where}.{sorted(unknown)[0]}", "unknown key")
     for i, v in enumerate(spec.items(where, doc, "validators")):
@@ -479,5 +509,9 @@ def _spec_agency(
         client_certs=tuple(
             spec.cert(f"{where}.client_certs[{i}]", c, None)
             for i, c in enumerate(spec.items(where, doc, "client_certs"))
+        ),
+        box_keys=tuple(
+            spec.box_key(f"{where}.box_keys[{i}]", k)
+            for i, k in enumerate(spec.items(where, doc, "box_keys"))
         ),
     )

@@ -34,6 +34,7 @@ from node.explorer.server import ExplorerServer
 from node.logging_setup import get_logger
 from node.mempool import DuplicateRecord, Mempool, MempoolConfig, MempoolFull
 from node.metrics import Metrics
+from node.offledger import DeliveryStore
 from node.peers import PeerAddress, PeerLink, PeerNetwork
 from node.runtime import ConsensusDriver
 from node.tls import (
@@ -97,6 +98,7 @@ class Node:
         self._gossip: queue.Queue[bytes] = queue.Queue()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.deliveries = DeliveryStore(config.delivery.dir, config.delivery.map_size)
         self.server, self.port = self._make_server()
         self.explorer: ExplorerServer | None = None
         from node.sync import BlockSync  # the sync module needs a constructed Node
@@ -147,11 +149,16 @@ class Node:
             LedgerService(self), server)
         node_pb2_grpc.add_PeerServicer_to_server(  # type: ignore[no-untyped-call]
             PeerService(self), server)
+        from node.privacy_service import PrivacyService
+
+        node_pb2_grpc.add_PrivacyServicer_to_server(  # type: ignore[no-untyped-call]
+            PrivacyService(self, self.deliveries), server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (
             node_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
             node_pb2.DESCRIPTOR.services_by_name["Peer"].full_name,
+            node_pb2.DESCRIPTOR.services_by_name["Privacy"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )
@@ -227,6 +234,7 @@ class Node:
         for thread in self._threads:
             thread.join(timeout=5)
         self.storage.close()
+        self.deliveries.close()
         self.log.info("node stopped", height=self.ledger.head.height)
 
     # --- peer traffic ------------------------------------------------------------------

@@ -38,6 +38,15 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
     raise AssertionError("unreachable")  # context.abort raises
 
 
+def authenticate(context: grpc.ServicerContext, node: Node) -> Identity:
+    """The caller's genesis identity, or UNAUTHENTICATED (shared by every servicer)."""
+    identity = peer_identity(context, node.pins)
+    if identity is None:
+        _abort(context, grpc.StatusCode.UNAUTHENTICATED,
+               "client certificate is not pinned in this network's genesis")
+    return identity
+
+
 MAX_ACK_GROUP = 4096
 """Records answered in one SubmitStream response at most."""
 STREAM_TIMEOUT_S = 60.0
@@ -61,11 +70,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
     # --- authentication ----------------------------------------------------------------
 
     def _identity(self, context: grpc.ServicerContext) -> Identity:
-        identity = peer_identity(context, self.node.pins)
-        if identity is None:
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED,
-                   "client certificate is not pinned in this network's genesis")
-        return identity
+        return authenticate(context, self.node)
 
     # --- submissions -------------------------------------------------------------------
 

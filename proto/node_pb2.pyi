@@ -225,3 +225,61 @@ class CommittedBlock(_message.Message):
     certificate: bytes
     checkpoint: bytes
     def __init__(self, block: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., checkpoint: _Optional[bytes] = ...) -> None: ...
+
+class DeliverRequest(_message.Message):
+    __slots__ = ("event_id", "sealed")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    event_id: bytes
+    sealed: bytes
+    def __init__(self, event_id: _Optional[bytes] = ..., sealed: _Optional[bytes] = ...) -> None: ...
+
+class DeliverResponse(_message.Message):
+    __slots__ = ("event_index", "stored_bytes")
+    EVENT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    event_index: int
+    stored_bytes: int
+    def __init__(self, event_index: _Optional[int] = ..., stored_bytes: _Optional[int] = ...) -> None: ...
+
+class DeliveryRef(_message.Message):
+    __slots__ = ("event_id",)
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: bytes
+    def __init__(self, event_id: _Optional[bytes] = ...) -> None: ...
+
+class DeliveryResponse(_message.Message):
+    __slots__ = ("event_index", "sealed", "provider")
+    EVENT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    event_index: int
+    sealed: bytes
+    provider: str
+    def __init__(self, event_index: _Optional[int] = ..., sealed: _Optional[bytes] = ..., provider: _Optional[str] = ...) -> None: ...
+
+class EraseResponse(_message.Message):
+    __slots__ = ("erased_bytes",)
+    ERASED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    erased_bytes: int
+    def __init__(self, erased_bytes: _Optional[int] = ...) -> None: ...
+
+class SubjectEventsRequest(_message.Message):
+    __slots__ = ("subject_pseudonym", "from_index", "limit")
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    subject_pseudonym: bytes
+    from_index: int
+    limit: int
+    def __init__(self, subject_pseudonym: _Optional[bytes] = ..., from_index: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SubjectEventsResponse(_message.Message):
+    __slots__ = ("indices", "tree_size", "more")
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    tree_size: int
+    more: bool
+    def __init__(self, indices: _Optional[_Iterable[int]] = ..., tree_size: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -519,3 +519,219 @@ class Peer:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class PrivacyStub:
+    """Privacy by design (docs/PRIVACY.md): off-ledger delivery of payloads sealed to the
+    recipient agency's X25519 key, their erasure, and the subject-pseudonym index.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Deliver = channel.unary_unary(
+                '/shadowledger.v1.Privacy/Deliver',
+                request_serializer=proto_dot_node__pb2.DeliverRequest.SerializeToString,
+                response_deserializer=proto_dot_node__pb2.DeliverResponse.FromString,
+                _registered_method=True)
+        self.FetchDelivery = channel.unary_unary(
+                '/shadowledger.v1.Privacy/FetchDelivery',
+                request_serializer=proto_dot_node__pb2.DeliveryRef.SerializeToString,
+                response_deserializer=proto_dot_node__pb2.DeliveryResponse.FromString,
+                _registered_method=True)
+        self.EraseDelivery = channel.unary_unary(
+                '/shadowledger.v1.Privacy/EraseDelivery',
+                request_serializer=proto_dot_node__pb2.DeliveryRef.SerializeToString,
+                response_deserializer=proto_dot_node__pb2.EraseResponse.FromString,
+                _registered_method=True)
+        self.SubjectEvents = channel.unary_unary(
+                '/shadowledger.v1.Privacy/SubjectEvents',
+                request_serializer=proto_dot_node__pb2.SubjectEventsRequest.SerializeToString,
+                response_deserializer=proto_dot_node__pb2.SubjectEventsResponse.FromString,
+                _registered_method=True)
+
+
+class PrivacyServicer:
+    """Privacy by design (docs/PRIVACY.md): off-ledger delivery of payloads sealed to the
+    recipient agency's X25519 key, their erasure, and the subject-pseudonym index.
+    """
+
+    def Deliver(self, request, context):
+        """The provider's client hands a sealed payload to the recipient agency's node, for a
+        committed sharing event naming the caller's agency as provider and that node's
+        agency as recipient. Stored off the ledger (erasable), never decrypted by the node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchDelivery(self, request, context):
+        """The recipient agency's clients only: the sealed payload of an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseDelivery(self, request, context):
+        """The recipient agency's clients only: delete the sealed payload (crypto-shredding);
+        a tombstone remembers the event was erased so it is not delivered again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubjectEvents(self, request, context):
+        """Indices of the committed sharing events naming a subject pseudonym, ascending,
+        from `from_index`, at most `limit` (paging). Unverified hints: the client fetches
+        and verifies each record, and can prove completeness by a verified scan.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PrivacyServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Deliver': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deliver,
+                    request_deserializer=proto_dot_node__pb2.DeliverRequest.FromString,
+                    response_serializer=proto_dot_node__pb2.DeliverResponse.SerializeToString,
+            ),
+            'FetchDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchDelivery,
+                    request_deserializer=proto_dot_node__pb2.DeliveryRef.FromString,
+                    response_serializer=proto_dot_node__pb2.DeliveryResponse.SerializeToString,
+            ),
+            'EraseDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseDelivery,
+                    request_deserializer=proto_dot_node__pb2.DeliveryRef.FromString,
+                    response_serializer=proto_dot_node__pb2.EraseResponse.SerializeToString,
+            ),
+            'SubjectEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubjectEvents,
+                    request_deserializer=proto_dot_node__pb2.SubjectEventsRequest.FromString,
+                    response_serializer=proto_dot_node__pb2.SubjectEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'shadowledger.v1.Privacy', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('shadowledger.v1.Privacy', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Privacy:
+    """Privacy by design (docs/PRIVACY.md): off-ledger delivery of payloads sealed to the
+    recipient agency's X25519 key, their erasure, and the subject-pseudonym index.
+    """
+
+    @staticmethod
+    def Deliver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shadowledger.v1.Privacy/Deliver',
+            proto_dot_node__pb2.DeliverRequest.SerializeToString,
+            proto_dot_node__pb2.DeliverResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shadowledger.v1.Privacy/FetchDelivery',
+            proto_dot_node__pb2.DeliveryRef.SerializeToString,
+            proto_dot_node__pb2.DeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shadowledger.v1.Privacy/EraseDelivery',
+            proto_dot_node__pb2.DeliveryRef.SerializeToString,
+            proto_dot_node__pb2.EraseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubjectEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shadowledger.v1.Privacy/SubjectEvents',
+            proto_dot_node__pb2.SubjectEventsRequest.SerializeToString,
+            proto_dot_node__pb2.SubjectEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -16,6 +16,7 @@ from node.config import (
     ClientProfile,
     ConfigError,
     ConsensusSection,
+    DeliverySection,
     KeysSection,
     LimitsSection,
     LogSection,
@@ -149,6 +150,9 @@ BAD = [
      "this node itself"),
     (("", '[[peers]]\nname = "a"\naddress = "h:1"\n' * 2), "peers[0].name", "listed twice"),
     (("^", "peers = 3\n"), "peers", "array of tables"),
+    (("", "[delivery]\ndir = \"data\"\n"), "delivery.dir", "apart from node.data_dir"),
+    (("", "[delivery]\ndir = \"data/deliveries\"\n"), "delivery.dir", "apart from"),
+    (("", "[delivery]\nmax_sealed_bytes = 10\n"), "delivery.max_sealed_bytes", "at least"),
 ]
 
 
@@ -180,7 +184,7 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 
 SECTION_CLASSES = (
     NodeSection, KeysSection, Peer, ConsensusSection, MempoolSection, LimitsSection,
-    StorageSection, MetricsSection, LogSection, ClientProfile,
+    StorageSection, DeliverySection, MetricsSection, LogSection, ClientProfile,
 )
 
 

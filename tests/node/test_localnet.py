@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.genesis import Genesis
+from ledger.genesis import Genesis, decode_box_key, encode_box_key
 from node import localnet, tls
 from node.config import (
     ConfigError,
@@ -21,6 +21,7 @@ from node.config import (
     read_pseudonym_key,
     read_signing_key,
 )
+from node.delivery import public_box_key, read_box_key
 from node.localnet import LocalNetwork
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,11 +107,14 @@ def test_every_client_profile_loads(net: LocalNetwork) -> None:
         entry = genesis.agency(agency.name)
         assert entry is not None and entry.record_keys == (record_key.verifier,)
         assert len(read_pseudonym_key(profile.pseudonym_key)) == 32
+        assert profile.box_key is not None
+        assert entry.box_keys == (public_box_key(read_box_key(profile.box_key)),)
 
 
 def test_private_files_are_0600(net: LocalNetwork) -> None:
     secrets = [p for p in net.dir.rglob("*") if p.suffix in (".skey", ".key")]
-    assert len(secrets) == 4 * 5 + 2  # 4 agencies: 2 skeys, 2 TLS keys, pseudonym; auditor: 2
+    assert len(secrets) == 4 * 6 + 2  # 4 agencies: 2 skeys, 2 TLS keys, pseudonym, box key;
+    # the auditor: 2 TLS keys
     for path in secrets:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for keys in net.dir.glob("*/keys"):
@@ -206,6 +210,8 @@ def _spec_with(net: LocalNetwork, **changes: object) -> Path:
         ({"client_certs": ["social-security/keys/client.crt"]}, "(genesis)", "same certificate"),
         ({"colour": "blue"}, "agencies[0].colour", "unknown key"),
         ({"role": "regulator"}, "(genesis)", "unknown role"),
+        ({"box_keys": ["tax-agency/keys/tax-agency.vkey"]}, "agencies[0].box_keys[0]",
+         "not base64"),
     ],
 )
 def test_bad_spec_names_the_entry(
@@ -236,3 +242,19 @@ def test_network_init_and_tls_identity_cli(tmp_path: Path) -> None:
     tls.check_pinnable(cert, "new cert")
     assert stat.S_IMODE((tmp_path / "t" / "node.new-agency.key").stat().st_mode) == 0o600
     assert tls.fingerprint(cert).hex() in made.stdout
+
+
+def test_keygen_box_writes_a_pair_for_the_genesis_spec(net: LocalNetwork, tmp_path: Path
+                                                       ) -> None:
+    made = _run("keygen", "new-agency", "--box", "--out", tmp_path)
+    assert made.returncode == 0, made.stderr
+    secret = tmp_path / "new-agency.boxkey"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    public = (tmp_path / "new-agency.boxpub").read_text().strip()
+    assert made.stdout.strip() == public
+    assert encode_box_key(public_box_key(read_box_key(secret))) == public
+    again = _run("keygen", "new-agency", "--box", "--out", tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr
+    spec = _spec_with(net, box_keys=[public])  # inline, instead of a file
+    genesis = localnet.genesis_from_spec(spec, NETWORK, NOW)
+    assert genesis.agencies[0].box_keys == (decode_box_key(public),)
