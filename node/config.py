@@ -277,6 +277,8 @@ class ClientProfile:
     pseudonym_key: Path | None = None
     """32-byte HMAC key for subject pseudonyms (auditors have none)."""
     max_message_bytes: int = _setting(4 * MIB, minimum=1024)
+    witness_quorum: int = _setting(0, minimum=0)
+    """Trust only checkpoints cosigned by this many genesis witnesses (docs/WITNESS.md)."""
     source: Path | None = None
 
     @property
