@@ -167,7 +167,8 @@ class LedgerClient:
             address or profile.address, profile.genesis.read_bytes(),
             profile.tls_cert.read_bytes(), profile.tls_key.read_bytes(),
             server_name or profile.tls_server_name, state, profile.max_message_bytes,
-            witness_quorum=witness_quorum, witness_policy=witness_policy,
+            witness_quorum=0 if witness_policy else witness_quorum or profile.witness_quorum,
+            witness_policy=witness_policy,
         )
 
     def close(self) -> None:

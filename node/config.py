@@ -309,6 +309,8 @@ class ClientProfile:
     box_key: Path | None = None
     """32-byte X25519 secret key that opens payloads sealed to the agency."""
     max_message_bytes: int = _setting(4 * MIB, minimum=1024)
+    witness_quorum: int = _setting(0, minimum=0)
+    """Trust only checkpoints cosigned by this many genesis witnesses (docs/WITNESS.md)."""
     source: Path | None = None
 
     @property

@@ -92,7 +92,8 @@ class Node:
             from node.witnessing import WitnessPusher
 
             self.witnesses = WitnessPusher(config.witnesses, self.ledger,
-                                           self.metrics.registry, self.log)
+                                           self.metrics.registry, self.log,
+                                           self.genesis.witnesses)
             self.checkpoints.listeners.append(self.witnesses.notify)
         self.driver = self._make_driver() if self.key is not None else None
         self._gossip: queue.Queue[bytes] = queue.Queue()

@@ -166,10 +166,16 @@ class WitnessPusher:
     """The feeds of every configured witness, each on a thread of its own."""
 
     def __init__(self, endpoints: Sequence[WitnessEndpoint], ledger: Ledger,
-                 registry: CollectorRegistry, log: Any) -> None:
+                 registry: CollectorRegistry, log: Any,
+                 genesis_witnesses: Sequence[VerifierKey] = ()) -> None:
         counters = WitnessCounters(registry)
         lock = threading.Lock()
         self.feeds = [WitnessFeed(e, ledger, lock, counters, log) for e in endpoints]
+        pinned = {key.key_hash for key in genesis_witnesses}
+        for feed in self.feeds:
+            if feed.key.key_hash not in pinned:  # allowed, but worth knowing
+                feed.log.warning("witness is not in the genesis: verifiers using the genesis"
+                                 " witnesses will not count its cosignatures")
         self._wake = [threading.Event() for _ in self.feeds]
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -7,6 +7,8 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -262,3 +264,13 @@ def test_tlog_policy_file_with_groups() -> None:
 def test_bad_policy_files_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         parse_policy(text.encode())
+
+
+@given(st.binary(max_size=600) | st.builds(lambda b, i: request(0, 5)[:i] + b + request(0, 5)[i:],
+                                           st.binary(max_size=8), st.integers(0, 400)))
+@settings(max_examples=300, deadline=None)
+def test_any_body_gets_an_answer_never_an_exception(body: bytes) -> None:
+    """h11's invariant: untrusted input parses or is refused; nothing else escapes."""
+    d = decide(body, TRUST, None, {}.get, WITNESS, NOW)
+    assert d.status in (200, 400, 403, 404, 409, 422)
+    assert (d.status == 200) == (d.accept is not None)

@@ -208,3 +208,18 @@ def test_node_witness_config(tmp_path: Path) -> None:
     config = load_config(path, check_files=False)
     assert [w.url for w in config.witnesses] == ["http://127.0.0.1:7380"]
     assert [w.vkey for w in config.witnesses] == [WITNESS.verifier.to_vkey()]
+
+
+def test_client_profile_witness_quorum(tmp_path: Path) -> None:
+    from node.config import load_client_profile
+
+    path = tmp_path / "client.toml"
+    base = ('[client]\nagency = "tax-agency"\naddress = "127.0.0.1:7100"\n'
+            'genesis = "g.json"\ntls_cert = "c.crt"\ntls_key = "c.key"\n')
+    path.write_text(base)
+    assert load_client_profile(path, check_files=False).witness_quorum == 0
+    path.write_text(base + "witness_quorum = 2\n")
+    assert load_client_profile(path, check_files=False).witness_quorum == 2
+    path.write_text(base + "witness_quorum = -1\n")
+    with pytest.raises(ConfigError, match=r"client\.witness_quorum: must be at least 0"):
+        load_client_profile(path, check_files=False)
