@@ -111,6 +111,7 @@ class Node:
                         idle_block_interval_ms=0 if c.create_empty_blocks
                         else c.timeout_propose_ms // 2),
             self.limits,
+            clock_ms=lambda: int(time.time() * 1000) + self.config.node.clock_offset_ms,
         )
         consensus = ConsensusConfig(
             chain_id=self.chain_id, timeout_propose_ms=c.timeout_propose_ms,
