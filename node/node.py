@@ -123,7 +123,17 @@ class Node:
             config=consensus, validators=self.validators, key=self.key, app=app,
             ledger=self.ledger, peers=self.peers, checkpoints=self.checkpoints, board=self.board,
             peer_of_validator=peer_of, metrics=self.metrics, log=self.log,
+            on_failure=self._storage_failed,
         )
+
+    def _storage_failed(self, exc: LedgerError) -> None:
+        """Consensus halted on a failed write: health checks and clients must see it."""
+        self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    @property
+    def write_failure(self) -> LedgerError | None:
+        """Why this validator can no longer commit (None while it can)."""
+        return None if self.driver is None else self.driver.failure
 
     def _make_server(self) -> tuple[grpc.Server, int]:
         from node.service import LedgerService, PeerService
