@@ -41,6 +41,7 @@ class LinkProxy:
         self.name = name
         self.state = LinkState()
         self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)  # close() from another thread does not wake accept()
         self.port: int = self._server.getsockname()[1]
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
@@ -85,8 +86,11 @@ class LinkProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             if self.state.cut:
                 self.refused += 1
                 _close(client)
