@@ -136,6 +136,7 @@ class Node:
         return None if self.driver is None else self.driver.failure
 
     def _make_server(self) -> tuple[grpc.Server, int]:
+        from node.interceptors import MalformedRequests
         from node.service import LedgerService, PeerService
 
         size = self.config.limits.max_message_bytes + PEER_MESSAGE_HEADROOM
@@ -144,6 +145,7 @@ class Node:
             options=[("grpc.max_receive_message_length", size),
                      ("grpc.max_send_message_length", size)],
             maximum_concurrent_rpcs=1000,
+            interceptors=[MalformedRequests()],
         )
         node_pb2_grpc.add_LedgerServicer_to_server(  # type: ignore[no-untyped-call]
             LedgerService(self), server)

@@ -39,6 +39,8 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
     raise AssertionError("unreachable")  # context.abort raises
 
 
+RECORD_ID_BYTES = 32
+"""SHA-256 of a record body (``ledger.records.record_id``)."""
 MAX_ACK_GROUP = 4096
 """Records answered in one SubmitStream response at most."""
 STREAM_TIMEOUT_S = 60.0
@@ -242,6 +244,10 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
     def _index(self, request: node_pb2.GetRecordRequest, context: grpc.ServicerContext) -> int:
         ledger = self.node.ledger
         if request.WhichOneof("key") == "record_id":
+            if len(request.record_id) != RECORD_ID_BYTES:  # LMDB refuses empty/huge keys
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                       f"record_id must be {RECORD_ID_BYTES} bytes (SHA-256 of the body),"
+                       f" got {len(request.record_id)}")
             index = ledger.index_of(request.record_id)
             if index is None:
                 _abort(context, grpc.StatusCode.NOT_FOUND,
