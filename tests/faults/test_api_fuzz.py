@@ -111,6 +111,22 @@ def test_malformed_and_random_requests_get_clear_status_codes(cluster: Cluster) 
     print("api fuzz status codes", seen, "rss KiB", rss_before, _rss_kib(cluster, TARGET))
 
 
+def test_regressions_found_by_fuzzing(cluster: Cluster) -> None:
+    """Both answered UNKNOWN / INTERNAL before: now INVALID_ARGUMENT saying what is wrong."""
+    with cluster.client(TARGET) as client:
+        get = client._channel.unary_unary("/shadowledger.v1.Ledger/GetRecord")
+        submit = client._channel.unary_unary("/shadowledger.v1.Ledger/Submit")
+        for call, data, message in (
+            (get, node_pb2.GetRecordRequest(record_id=b"").SerializeToString(),
+             "record_id must be 32 bytes"),
+            (submit, b"\xff\xff\xff", "request is not a valid protobuf message"),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                call(data, timeout=5)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert message in err.value.details()
+
+
 @st.composite
 def structured(draw: st.DrawFn) -> tuple[str, bytes]:
     """Well-formed requests with hostile field values (huge indexes, sizes, ids)."""
