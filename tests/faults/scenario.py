@@ -10,6 +10,7 @@ validator is faulty at a time, except in ``split`` (2 | 2: no quorum, no progres
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +42,19 @@ class Campaign:
     recover_s: float = 4.0
     stats: CampaignStats = field(default_factory=CampaignStats)
     victims: tuple[str, ...] = tuple(VALIDATORS)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def start_sampling(self) -> Campaign:
+        """Record the network's height twice a second (the checker's progress rule)."""
+        threading.Thread(target=self._sample, name="progress", daemon=True).start()
+        return self
+
+    def stop_sampling(self) -> None:
+        self._stopped.set()
+
+    def _sample(self) -> None:
+        while not self._stopped.wait(0.5):
+            self.checker.sample(self._height())
 
     def run(self, duration_s: float, faults: tuple[str, ...] = FAULTS) -> CampaignStats:
         until = time.monotonic() + duration_s

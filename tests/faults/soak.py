@@ -32,10 +32,11 @@ def soak(folder: Path, minutes: float, seed: int, rate: float) -> dict[str, obje
         cluster.start_all()
         checker = AckChecker()
         loads = [Load(cluster, agency, checker, rate=rate).start() for agency in VALIDATORS]
-        campaign = Campaign(cluster, checker, seeded(seed))
+        campaign = Campaign(cluster, checker, seeded(seed)).start_sampling()
         try:
             campaign.run(minutes * 60)
         finally:
+            campaign.stop_sampling()
             for load in loads:
                 load.stop()
         assert cluster.mesh is not None

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from tests.faults.checker import AckChecker
-from tests.faults.harness import OBSERVER, Load, fault_cluster
+from tests.faults.harness import OBSERVER, Load, fault_cluster, seeded
+from tests.faults.scenario import Campaign
 
 LIAR = "statistics-office"
 HONEST = ["tax-agency", "social-security", "health-insurance"]
@@ -23,15 +24,17 @@ def test_byzantine_validator_cannot_stop_or_corrupt_the_ledger(tmp_path: Path) -
         cluster.start_all()
         checker = AckChecker()
         loads = [Load(cluster, agency, checker, rate=40).start() for agency in HONEST]
+        sampler = Campaign(cluster, checker, seeded(7)).start_sampling()
         try:
             for second in range(0, 16, 4):
                 checker.begin_phase(f"byzantine {second}s", True, cluster.height(HONEST))
                 time.sleep(4)
             checker.end_phase(cluster.height(HONEST))
         finally:
+            sampler.stop_sampling()
             for load in loads:
                 load.stop()
-        report = checker.verify(cluster, [*HONEST, OBSERVER])
+        report = checker.verify(cluster, [*HONEST, OBSERVER], max_stall_s=10)
         assert not checker.errors, checker.errors
         assert report.acked > 200
         liar_log = cluster.log_of(LIAR)

@@ -27,10 +27,13 @@ def test_seeded_fault_campaign_loses_nothing(tmp_path: Path) -> None:
         checker = AckChecker()
         loads = [Load(cluster, agency, checker, rate=25).start() for agency in VALIDATORS]
         campaign = Campaign(cluster, checker, seeded(SEED), hold_s=(3.0, 4.0), recover_s=3.0)
+        campaign.start_sampling()
         try:
             for fault in ("kill", "isolate", "split", "slow"):  # each at least once
                 campaign.step(fault)
+            checker.end_phase(cluster.height(VALIDATORS))
         finally:
+            campaign.stop_sampling()
             for load in loads:
                 load.stop()
         assert cluster.mesh is not None
