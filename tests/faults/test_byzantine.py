@@ -7,6 +7,7 @@ committing, commit nothing invalid, lose no acknowledged record, and keep eviden
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def test_byzantine_validator_cannot_stop_or_corrupt_the_ledger(tmp_path: Path) -
             for load in loads:
                 load.stop()
         report = checker.verify(cluster, [*HONEST, OBSERVER], max_stall_s=10)
+        print(json.dumps(report.as_dict()))
         assert not checker.errors, checker.errors
         assert report.acked > 200
         liar_log = cluster.log_of(LIAR)

@@ -34,6 +34,7 @@ def test_full_store_refuses_writes_and_recovers_with_a_larger_map(tmp_path: Path
                     assert isinstance(result, Ack), result  # 3 of 4 validators suffice
                     checker.acked(result)
                 i += 500
+        print(f"1 MiB map full after {i} records")
         assert "the store is full" in cluster.log_of(FULL)
         with cluster.client(FULL) as client, pytest.raises(ApiError) as err:
             client.submit(cluster.record(FULL, 0))
@@ -55,4 +56,4 @@ def test_full_store_refuses_writes_and_recovers_with_a_larger_map(tmp_path: Path
         wait_for(lambda: "caught up" in cluster.log_of(FULL), 60)
         with cluster.client(FULL) as client:  # and it takes writes again
             checker.acked(client.submit(cluster.record(FULL, 1)))
-        checker.verify(cluster, [*VALIDATORS, OBSERVER])
+        print(checker.verify(cluster, [*VALIDATORS, OBSERVER]).as_dict())
