@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import os
 import random
-from typing import Any
 
 from consensus.crypto import Ed25519Signer, sign_proposal, sign_vote
 from consensus.events import Action, BroadcastProposal, BroadcastVote
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log.format, config.log.level)
     stop = _stop_on_signals()
     node = Node(config)
-    liar: Any = Liar(node, random.Random(args.seed))
+    liar = Liar(node, random.Random(args.seed))
     node.start()
     stop.wait()
     node.log.warning("byzantine summary", **{k.replace(" ", "_"): v

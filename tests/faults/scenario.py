@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from tests.faults.checker import AckChecker
 from tests.faults.harness import VALIDATORS, FaultCluster
+from tests.faults.proxy import ProxyMesh
 
 FAULTS = ("kill", "isolate", "split", "slow", "calm")
 
@@ -119,6 +120,6 @@ class Campaign:
     def _height(self) -> int:
         return self.cluster.height([v for v in VALIDATORS if self.cluster.alive(v)])
 
-    def _mesh(self):  # type: ignore[no-untyped-def]
+    def _mesh(self) -> ProxyMesh:
         assert self.cluster.mesh is not None
         return self.cluster.mesh
