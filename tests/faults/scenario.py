@@ -13,13 +13,18 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests.faults.checker import AckChecker
-from tests.faults.harness import VALIDATORS, FaultCluster
+from tests.faults.harness import VALIDATORS, FaultCluster, Load, seeded
 from tests.faults.proxy import ProxyMesh
 
 FAULTS = ("kill", "isolate", "split", "slow", "calm")
+SKEWED = {"health-insurance": 3_600_000, "statistics-office": -3_600_000}
+"""Wall-clock offsets (ms): one validator an hour ahead, one an hour behind."""
 
 
 @dataclass
@@ -123,3 +128,28 @@ class Campaign:
     def _mesh(self) -> ProxyMesh:
         assert self.cluster.mesh is not None
         return self.cluster.mesh
+
+
+@contextmanager
+def loaded_campaign(cluster: FaultCluster, seed: int, rate: float,
+                    **tuning: Any) -> Iterator[Campaign]:
+    """Start ``cluster`` with skewed clocks and load from every agency; yield a sampling
+    ``Campaign`` to run faults with; afterwards stop the load, heal every link and restart
+    any validator left down, so the checker can verify."""
+    for agency, offset in SKEWED.items():
+        cluster.set_config(agency, "node", "clock_offset_ms", str(offset))
+    cluster.start_all()
+    checker = AckChecker()
+    loads = [Load(cluster, agency, checker, rate=rate).start() for agency in VALIDATORS]
+    campaign = Campaign(cluster, checker, seeded(seed), **tuning).start_sampling()
+    try:
+        yield campaign
+        checker.end_phase(campaign._height())
+    finally:
+        campaign.stop_sampling()
+        for load in loads:
+            load.stop()
+    campaign._mesh().heal()
+    for agency in VALIDATORS:
+        if not cluster.alive(agency):
+            cluster.restart(agency)

@@ -17,33 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.faults.checker import AckChecker, CheckFailed
-from tests.faults.harness import OBSERVER, VALIDATORS, Load, fault_cluster, seeded
-from tests.faults.scenario import Campaign
-
-SKEWED = {"health-insurance": 3_600_000, "statistics-office": -3_600_000}
+from tests.faults.checker import CheckFailed
+from tests.faults.harness import OBSERVER, VALIDATORS, fault_cluster
+from tests.faults.scenario import loaded_campaign
 
 
 def soak(folder: Path, minutes: float, seed: int, rate: float) -> dict[str, object]:
     started = time.monotonic()
     with fault_cluster(folder, start=False) as cluster:
-        for agency, offset in SKEWED.items():
-            cluster.set_config(agency, "node", "clock_offset_ms", str(offset))
-        cluster.start_all()
-        checker = AckChecker()
-        loads = [Load(cluster, agency, checker, rate=rate).start() for agency in VALIDATORS]
-        campaign = Campaign(cluster, checker, seeded(seed)).start_sampling()
-        try:
+        with loaded_campaign(cluster, seed, rate) as campaign:
             campaign.run(minutes * 60)
-        finally:
-            campaign.stop_sampling()
-            for load in loads:
-                load.stop()
-        assert cluster.mesh is not None
-        cluster.mesh.heal()
-        for agency in VALIDATORS:
-            if not cluster.alive(agency):
-                cluster.restart(agency)
+        checker = campaign.checker
         summary: dict[str, object] = {"seed": seed, "minutes": minutes, "rate_per_agency": rate}
         try:
             report = checker.verify(cluster, [*VALIDATORS, OBSERVER])
