@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NETDIR ?= var/localnet
 SEEDS  ?= 100000
+SOAK_MINUTES ?= 30
+FUZZ_EXAMPLES ?= 5000
 
-.PHONY: run test bench lint sim proto clean help system-deps
+.PHONY: run test bench lint sim proto clean help system-deps faults soak fuzz
 
 help:
 	@echo "make run    - set up and run the local demo (see README)"
@@ -15,6 +17,9 @@ help:
 	@echo "make lint   - ruff + mypy"
 	@echo "make system-deps - install Debian packages some tests use (as root)"
 	@echo "make sim    - long consensus simulation campaign (SEEDS=$(SEEDS))"
+	@echo "make faults - the short fault-injection, fuzzing and auth suite (part of make test)"
+	@echo "make soak   - long fault campaign under load (SOAK_MINUTES=$(SOAK_MINUTES)), JSON summary"
+	@echo "make fuzz   - decoder and API fuzzing with more cases (FUZZ_EXAMPLES=$(FUZZ_EXAMPLES))"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +61,16 @@ lint: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m consensus.sim --seeds $(SEEDS)
+
+faults: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/faults
+
+soak: $(STAMP)
+	$(PY) -m tests.faults.soak --minutes $(SOAK_MINUTES)
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider --timeout 0 \
+		tests/faults/test_fuzz_decoders.py tests/faults/test_api_fuzz.py
 
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. proto/*.proto

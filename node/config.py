@@ -55,6 +55,8 @@ class NodeSection:
     data_dir: Path = Path("data")
     genesis: Path = Path("genesis.json")
     listen: str = "127.0.0.1:7001"
+    clock_offset_ms: int = 0
+    """Added to the wall clock this node stamps blocks with (fault tests: clock skew)."""
 
 
 @dataclass(frozen=True)

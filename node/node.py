@@ -123,6 +123,7 @@ class Node:
                         idle_block_interval_ms=0 if c.create_empty_blocks
                         else c.timeout_propose_ms // 2),
             self.limits,
+            clock_ms=lambda: int(time.time() * 1000) + self.config.node.clock_offset_ms,
         )
         consensus = ConsensusConfig(
             chain_id=self.chain_id, timeout_propose_ms=c.timeout_propose_ms,
@@ -134,9 +135,20 @@ class Node:
             config=consensus, validators=self.validators, key=self.key, app=app,
             ledger=self.ledger, peers=self.peers, checkpoints=self.checkpoints, board=self.board,
             peer_of_validator=peer_of, metrics=self.metrics, log=self.log,
+            on_failure=self._storage_failed,
         )
 
+    def _storage_failed(self, exc: LedgerError) -> None:
+        """Consensus halted on a failed write: health checks and clients must see it."""
+        self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    @property
+    def write_failure(self) -> LedgerError | None:
+        """Why this validator can no longer commit (None while it can)."""
+        return None if self.driver is None else self.driver.failure
+
     def _make_server(self) -> tuple[grpc.Server, int]:
+        from node.interceptors import MalformedRequests
         from node.service import LedgerService, PeerService
 
         size = self.config.limits.max_message_bytes + PEER_MESSAGE_HEADROOM
@@ -145,6 +157,7 @@ class Node:
             options=[("grpc.max_receive_message_length", size),
                      ("grpc.max_send_message_length", size)],
             maximum_concurrent_rpcs=1000,
+            interceptors=[MalformedRequests()],
         )
         node_pb2_grpc.add_LedgerServicer_to_server(  # type: ignore[no-untyped-call]
             LedgerService(self), server)

@@ -42,7 +42,7 @@ from consensus.events import (
 from consensus.messages import Proposal, Vote
 from consensus.tendermint import Tendermint
 from consensus.validators import ValidatorSet
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StorageError
 from ledger.keys import SigningKey
 from ledger.ledger_store import Ledger
 from node.app import LedgerApp
@@ -85,6 +85,7 @@ class ConsensusDriver:
         peer_of_validator: dict[bytes, str],
         metrics: Metrics,
         log: Any,
+        on_failure: Callable[[StorageError], None] | None = None,
     ) -> None:
         self.config = config
         self.validators = validators
@@ -97,6 +98,10 @@ class ConsensusDriver:
         self.peer_of_validator = peer_of_validator
         self.metrics = metrics
         self.log = log
+        self.failure: StorageError | None = None
+        """Set when the store refused a durable write (full map, I/O error): consensus
+        halted, because its in-memory state ran ahead of what is on disk."""
+        self._on_failure = on_failure
         self._inbox: queue.Queue[Callable[[int], Any]] = queue.Queue()
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
@@ -167,6 +172,8 @@ class ConsensusDriver:
 
     def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
         """Run ``fn`` on the consensus thread and return its result (or raise its error)."""
+        if self.failure is not None:
+            raise self.failure
         box: dict[str, Any] = {}
         done = threading.Event()
 
@@ -196,6 +203,22 @@ class ConsensusDriver:
     # --- the loop ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except StorageError as exc:
+            self._halt(exc)
+
+    def _halt(self, exc: StorageError) -> None:
+        """Stop voting for good: the state machine believes in a commit that is not on
+        disk. LMDB aborted the transaction, so the store is intact; a restart (with a
+        larger ``storage.map_size`` if it was full) resumes from the last durable block."""
+        self.failure = exc
+        self._stopped.set()
+        self.log.error("consensus halted: the store refused a durable write", error=str(exc))
+        if self._on_failure is not None:
+            self._on_failure(exc)
+
+    def _loop(self) -> None:
         self._execute(self.tm.start(monotonic_ms()))
         while not self._stopped.is_set():
             now = monotonic_ms()
@@ -207,6 +230,8 @@ class ConsensusDriver:
             if item is not None:
                 try:
                     self._execute(item(monotonic_ms()))
+                except StorageError:
+                    raise
                 except Exception:  # a bad input must not stop consensus
                     self.log.exception("consensus input failed")
             self._fire_timers()

@@ -7,7 +7,8 @@ Status codes (STYLE.md rule 2):
 - PERMISSION_DENIED: an agency submitting another agency's record, an auditor writing,
   a client calling the peer service;
 - ALREADY_EXISTS: the record is already committed or pending;
-- RESOURCE_EXHAUSTED: an oversized record, or a full mempool (back-pressure: retry later);
+- RESOURCE_EXHAUSTED: an oversized record, a full mempool (back-pressure: retry later), or
+  a store that refused a write (full LMDB map: the node halted until restarted);
 - FAILED_PRECONDITION: a write to an observer, a receipt before any final checkpoint;
 - NOT_FOUND: no such record or checkpoint;
 - UNAVAILABLE: not committed before the deadline (the record stays pending).
@@ -47,6 +48,9 @@ def authenticate(context: grpc.ServicerContext, node: Node) -> Identity:
     return identity
 
 
+
+RECORD_ID_BYTES = 32
+"""SHA-256 of a record body (``ledger.records.record_id``)."""
 MAX_ACK_GROUP = 4096
 """Records answered in one SubmitStream response at most."""
 STREAM_TIMEOUT_S = 60.0
@@ -81,6 +85,10 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             raise SubmitRefused(grpc.StatusCode.FAILED_PRECONDITION,
                                 "this is an observer node: it does not accept records;"
                                 " submit to a validator")
+        if node.write_failure is not None:
+            node.metrics.rejected.labels("store_failed").inc()
+            raise SubmitRefused(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"this node cannot write: {node.write_failure}")
         if who.role == "auditor":
             raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED,
                                 f"{who.agency} is an auditor: it may read, not write")
@@ -242,6 +250,10 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
     def _index(self, request: node_pb2.GetRecordRequest, context: grpc.ServicerContext) -> int:
         ledger = self.node.ledger
         if request.WhichOneof("key") == "record_id":
+            if len(request.record_id) != RECORD_ID_BYTES:  # LMDB refuses empty/huge keys
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                       f"record_id must be {RECORD_ID_BYTES} bytes (SHA-256 of the body),"
+                       f" got {len(request.record_id)}")
             index = ledger.index_of(request.record_id)
             if index is None:
                 _abort(context, grpc.StatusCode.NOT_FOUND,
