@@ -43,8 +43,12 @@ class Agreement:
 
     @classmethod
     def from_record(cls, record: Record) -> Agreement:
-        a = record.body.agreement
-        return cls(record.record_id, a.provider, a.recipient, frozenset(a.datasets), a.purpose,
+        return cls.from_body(record.record_id, record.body)
+
+    @classmethod
+    def from_body(cls, agreement_id: bytes, body: ledger_pb2.RecordBody) -> Agreement:
+        a = body.agreement
+        return cls(agreement_id, a.provider, a.recipient, frozenset(a.datasets), a.purpose,
                    a.legal_basis, a.valid_from_ms, a.valid_until_ms)
 
     def in_force(self, time_ms: int) -> bool:

@@ -5,10 +5,13 @@ Status codes (STYLE.md rule 2):
 - UNAUTHENTICATED: no pinned certificate, or a record whose signature does not verify or
   whose signer is unknown;
 - PERMISSION_DENIED: an agency submitting another agency's record, an auditor writing,
-  a client calling the peer service;
+  an agency recording a sharing event or revocation it is not a party to, a client
+  calling the peer service;
 - ALREADY_EXISTS: the record is already committed or pending;
 - RESOURCE_EXHAUSTED: an oversized record, or a full mempool (back-pressure: retry later);
-- FAILED_PRECONDITION: a write to an observer, a receipt before any final checkpoint;
+- FAILED_PRECONDITION: a write to an observer, a receipt before any final checkpoint, a
+  record the sharing policy refuses now (no active agreement covers a sharing event,
+  a revocation of an unknown or revoked agreement; the message names what is missing);
 - NOT_FOUND: no such record or checkpoint;
 - UNAVAILABLE: not committed before the deadline (the record stays pending).
 """
@@ -24,8 +27,15 @@ from typing import NoReturn
 
 import grpc
 
-from ledger.errors import FormatError, LedgerError, SignatureError, UsageError
-from ledger.records import Envelope
+from ledger.errors import (
+    FormatError,
+    LedgerError,
+    NotPermittedError,
+    PolicyError,
+    SignatureError,
+    UsageError,
+)
+from ledger.records import Envelope, Record
 from node.client import status_code
 from node.mempool import DuplicateRecord, MempoolFull
 from node.node import Node
@@ -93,6 +103,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED,
                                 f"client of {who.agency} may not submit records of"
                                 f" {record.body.agency}")
+        self._check_policy(record)
         node.board.expect(record.record_id)
         try:
             node.mempool.add(raw, checked=record)
@@ -110,6 +121,20 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         node.gossip_record(raw)
         node.metrics.submitted.inc()
         return record.envelope
+
+    def _check_policy(self, record: Record) -> None:
+        """The sharing policy against committed + staged state at this node's clock (the
+        block's validity check, at its own time, stays the authority)."""
+        try:
+            self.node.policy_view().check(record, int(time.time() * 1000))
+        except NotPermittedError as exc:
+            raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from exc
+        except PolicyError as exc:
+            raise SubmitRefused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
+        except SignatureError as exc:
+            raise SubmitRefused(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
+        except FormatError as exc:
+            raise SubmitRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
 
     def Submit(self, request: node_pb2.SubmitRequest, context: grpc.ServicerContext
                ) -> node_pb2.SubmitResponse:
@@ -182,7 +207,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         prefix = [waiting.popleft()]
         while waiting and len(prefix) < MAX_ACK_GROUP:
             item = waiting[0][1]
-            if isinstance(item, Envelope) and board.placed(item.record_id) is None:
+            if isinstance(item, Envelope) and not board.settled(item.record_id):
                 break
             prefix.append(waiting.popleft())
         return prefix
@@ -208,8 +233,14 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             rid = item.record_id
             try:
                 where = node.board.wait(rid, max(0.0, deadline - time.monotonic()))
+                refusal = node.board.refusal(rid)
             finally:
                 node.board.forget(rid)
+            if refusal is not None:
+                placements.append(node_pb2.Placement(
+                    record_id=rid, status=grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                    error=f"left out of a block: {refusal}"))
+                continue
             if where is None:
                 placements.append(_unavailable(rid, f"not committed within {timeout:.0f} s; it"
                                                " stays pending: look it up by id later"))
