@@ -95,6 +95,18 @@ def agreement_body(
     return body
 
 
+def revocation_body(*, network: str, author: str, agreement_id: bytes, reason: str,
+                    nonce: bytes, created_ms: int) -> ledger_pb2.RecordBody:
+    """A party's revocation of an agreement (effective at its block's time)."""
+    if len(agreement_id) != 32:
+        raise FormatError(f"an agreement id is 32 bytes, not {len(agreement_id)}")
+    if len(reason) > MAX_NAME:
+        raise FormatError(f"a revocation reason is at most {MAX_NAME} characters")
+    return ledger_pb2.RecordBody(
+        network=network, agency=author, nonce=nonce, created_ms=created_ms,
+        revocation=ledger_pb2.AgreementRevocation(agreement_id=agreement_id, reason=reason))
+
+
 def consent_message(body: ledger_pb2.RecordBody) -> bytes:
     """What the countersigner signs: the body with an empty countersignature."""
     unsigned = ledger_pb2.RecordBody()

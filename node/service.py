@@ -35,6 +35,7 @@ from ledger.errors import (
     SignatureError,
     UsageError,
 )
+from ledger.policy import AgreementState
 from ledger.records import Envelope, Record
 from node.client import status_code
 from node.mempool import DuplicateRecord, MempoolFull
@@ -347,6 +348,28 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             root=node.ledger.tree.root(head.tree_size), mempool_records=len(node.mempool),
             connected_peers=node.peers.connected(),
         )
+
+    def ListAgreements(self, request: node_pb2.ListAgreementsRequest,
+                       context: grpc.ServicerContext) -> node_pb2.ListAgreementsResponse:
+        self._identity(context)  # auditors too: they read everything
+        book = self.node.policy
+        height, agreements = book.height, book.agreements  # one consistent dict (copy on write)
+        now = int(time.time() * 1000)
+        infos = [_agreement_info(state, now) for _, state in sorted(agreements.items())
+                 if not request.agency
+                 or request.agency in (state.agreement.provider, state.agreement.recipient)]
+        return node_pb2.ListAgreementsResponse(agreements=infos, height=height, time_ms=now)
+
+
+def _agreement_info(state: AgreementState, now_ms: int) -> node_pb2.AgreementInfo:
+    a = state.agreement
+    return node_pb2.AgreementInfo(
+        agreement_id=a.agreement_id, provider=a.provider, recipient=a.recipient,
+        datasets=sorted(a.datasets), purpose=a.purpose, legal_basis=a.legal_basis,
+        valid_from_ms=a.valid_from_ms, valid_until_ms=a.valid_until_ms,
+        revoked=state.revoked_at_ms is not None, revoked_at_ms=state.revoked_at_ms or 0,
+        status=state.status(now_ms),
+    )
 
 
 def _unavailable(record_id: bytes, message: str) -> node_pb2.Placement:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10proto/node.proto\x12\x0fshadowledger.v1\"4\n\rSubmitRequest\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\"\x86\x01\n\x0eSubmitResponse\x12\x11\n\trecord_id\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\x0c\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12.\n\nplacements\x18\x07 \x03(\x0b\x32\x1a.shadowledger.v1.Placement\"\\\n\tPlacement\x12\x11\n\trecord_id\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x0e\n\x06status\x18\x04 \x01(\r\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"R\n\x10GetRecordRequest\x12\x0f\n\x05index\x18\x01 \x01(\x04H\x00\x12\x13\n\trecord_id\x18\x02 \x01(\x0cH\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x05\n\x03key\"1\n\x0eRecordResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"F\n\x0fReceiptResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\x12\x12\n\ntlog_proof\x18\x03 \x01(\x0c\"2\n\x12\x43onsistencyRequest\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\"%\n\x13\x43onsistencyResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"&\n\x11\x43heckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"5\n\x12\x43heckpointResponse\x12\x0c\n\x04note\x18\x01 \x01(\x0c\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"\"\n\x0cWatchRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\"B\n\x0f\x43ommittedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\x12\x0e\n\x06height\x18\x03 \x01(\x04\"\x0f\n\rStatusRequest\"\x8f\x01\n\x0eStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x11\n\ttree_size\x18\x04 \x01(\x04\x12\x0c\n\x04root\x18\x05 \x01(\x0c\x12\x17\n\x0fmempool_records\x18\x06 \x01(\x04\x12\x17\n\x0f\x63onnected_peers\x18\x07 \x03(\t\"\x96\x03\n\x0bPeerMessage\x12\x34\n\x08proposal\x18\x01 \x01(\x0b\x32 .shadowledger.v1.ProposalMessageH\x00\x12\x0e\n\x04vote\x18\x02 \x01(\x0cH\x00\x12/\n\x07records\x18\x03 \x01(\x0b\x32\x1c.shadowledger.v1.RecordBatchH\x00\x12\x44\n\x14\x63heckpoint_signature\x18\x04 \x01(\x0b\x32$.shadowledger.v1.CheckpointSignatureH\x00\x12\x36\n\rblock_request\x18\x05 \x01(\x0b\x32\x1d.shadowledger.v1.BlockRequestH\x00\x12.\n\x05\x62lock\x18\x06 \x01(\x0b\x32\x1d.shadowledger.v1.BlockMessageH\x00\x12\x31\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x1f.shadowledger.v1.CommittedBlockH\x00\x12\'\n\x05hello\x18\x08 \x01(\x0b\x32\x16.shadowledger.v1.HelloH\x00\x42\x06\n\x04kind\"2\n\x0fProposalMessage\x12\x10\n\x08proposal\x18\x01 \x01(\x0c\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\" \n\x0bRecordBatch\x12\x11\n\tenvelopes\x18\x01 \x03(\x0c\"@\n\x13\x43heckpointSignature\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x16\n\x0esignature_line\x18\x02 \x01(\t\"0\n\x0c\x42lockRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x10\n\x08\x62lock_id\x18\x02 \x01(\x0c\"-\n\x0c\x42lockMessage\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\"%\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06height\x18\x02 \x01(\x04\"\x0b\n\tGossipAck\"G\n\rBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x11\n\tto_height\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"H\n\x0e\x43ommittedBlock\x12\r\n\x05\x62lock\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\x0c\x32\xa2\x05\n\x06Ledger\x12I\n\x06Submit\x12\x1e.shadowledger.v1.SubmitRequest\x1a\x1f.shadowledger.v1.SubmitResponse\x12S\n\x0cSubmitStream\x12\x1e.shadowledger.v1.SubmitRequest\x1a\x1f.shadowledger.v1.SubmitResponse(\x01\x30\x01\x12O\n\tGetRecord\x12!.shadowledger.v1.GetRecordRequest\x1a\x1f.shadowledger.v1.RecordResponse\x12Q\n\nGetReceipt\x12!.shadowledger.v1.GetRecordRequest\x1a .shadowledger.v1.ReceiptResponse\x12`\n\x13GetConsistencyProof\x12#.shadowledger.v1.ConsistencyRequest\x1a$.shadowledger.v1.ConsistencyResponse\x12X\n\rGetCheckpoint\x12\".shadowledger.v1.CheckpointRequest\x1a#.shadowledger.v1.CheckpointResponse\x12J\n\x05Watch\x12\x1d.shadowledger.v1.WatchRequest\x1a .shadowledger.v1.CommittedRecord0\x01\x12L\n\tGetStatus\x12\x1e.shadowledger.v1.StatusRequest\x1a\x1f.shadowledger.v1.StatusResponse2\x9c\x01\n\x04Peer\x12\x44\n\x06Gossip\x12\x1c.shadowledger.v1.PeerMessage\x1a\x1a.shadowledger.v1.GossipAck(\x01\x12N\n\tGetBlocks\x12\x1e.shadowledger.v1.BlocksRequest\x1a\x1f.shadowledger.v1.CommittedBlock0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10proto/node.proto\x12\x0fshadowledger.v1\"4\n\rSubmitRequest\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x11\n\tenvelopes\x18\x02 \x03(\x0c\"\x86\x01\n\x0eSubmitResponse\x12\x11\n\trecord_id\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x12\n\ncheckpoint\x18\x03 \x01(\x0c\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12.\n\nplacements\x18\x07 \x03(\x0b\x32\x1a.shadowledger.v1.Placement\"\\\n\tPlacement\x12\x11\n\trecord_id\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x0e\n\x06status\x18\x04 \x01(\r\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"R\n\x10GetRecordRequest\x12\x0f\n\x05index\x18\x01 \x01(\x04H\x00\x12\x13\n\trecord_id\x18\x02 \x01(\x0cH\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x05\n\x03key\"1\n\x0eRecordResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\"F\n\x0fReceiptResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\x12\x12\n\ntlog_proof\x18\x03 \x01(\x0c\"2\n\x12\x43onsistencyRequest\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\"%\n\x13\x43onsistencyResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"&\n\x11\x43heckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"5\n\x12\x43heckpointResponse\x12\x0c\n\x04note\x18\x01 \x01(\x0c\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"\"\n\x0cWatchRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\"B\n\x0f\x43ommittedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65nvelope\x18\x02 \x01(\x0c\x12\x0e\n\x06height\x18\x03 \x01(\x04\"\x0f\n\rStatusRequest\"\x8f\x01\n\x0eStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x11\n\ttree_size\x18\x04 \x01(\x04\x12\x0c\n\x04root\x18\x05 \x01(\x0c\x12\x17\n\x0fmempool_records\x18\x06 \x01(\x04\x12\x17\n\x0f\x63onnected_peers\x18\x07 \x03(\t\"\'\n\x15ListAgreementsRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\"\xe9\x01\n\rAgreementInfo\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\x0c\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\x12\x15\n\rvalid_from_ms\x18\x07 \x01(\x04\x12\x16\n\x0evalid_until_ms\x18\x08 \x01(\x04\x12\x0f\n\x07revoked\x18\t \x01(\x08\x12\x15\n\rrevoked_at_ms\x18\n \x01(\x04\x12\x0e\n\x06status\x18\x0b \x01(\t\"m\n\x16ListAgreementsResponse\x12\x32\n\nagreements\x18\x01 \x03(\x0b\x32\x1e.shadowledger.v1.AgreementInfo\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x0f\n\x07time_ms\x18\x03 \x01(\x04\"\x96\x03\n\x0bPeerMessage\x12\x34\n\x08proposal\x18\x01 \x01(\x0b\x32 .shadowledger.v1.ProposalMessageH\x00\x12\x0e\n\x04vote\x18\x02 \x01(\x0cH\x00\x12/\n\x07records\x18\x03 \x01(\x0b\x32\x1c.shadowledger.v1.RecordBatchH\x00\x12\x44\n\x14\x63heckpoint_signature\x18\x04 \x01(\x0b\x32$.shadowledger.v1.CheckpointSignatureH\x00\x12\x36\n\rblock_request\x18\x05 \x01(\x0b\x32\x1d.shadowledger.v1.BlockRequestH\x00\x12.\n\x05\x62lock\x18\x06 \x01(\x0b\x32\x1d.shadowledger.v1.BlockMessageH\x00\x12\x31\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x1f.shadowledger.v1.CommittedBlockH\x00\x12\'\n\x05hello\x18\x08 \x01(\x0b\x32\x16.shadowledger.v1.HelloH\x00\x42\x06\n\x04kind\"2\n\x0fProposalMessage\x12\x10\n\x08proposal\x18\x01 \x01(\x0c\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\" \n\x0bRecordBatch\x12\x11\n\tenvelopes\x18\x01 \x03(\x0c\"@\n\x13\x43heckpointSignature\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x16\n\x0esignature_line\x18\x02 \x01(\t\"0\n\x0c\x42lockRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x10\n\x08\x62lock_id\x18\x02 \x01(\x0c\"-\n\x0c\x42lockMessage\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\"%\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06height\x18\x02 \x01(\x04\"\x0b\n\tGossipAck\"G\n\rBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x11\n\tto_height\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"H\n\x0e\x43ommittedBlock\x12\r\n\x05\x62lock\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\x0c\x32\x85\x06\n\x06Ledger\x12I\n\x06Submit\x12\x1e.shadowledger.v1.SubmitRequest\x1a\x1f.shadowledger.v1.SubmitResponse\x12S\n\x0cSubmitStream\x12\x1e.shadowledger.v1.SubmitRequest\x1a\x1f.shadowledger.v1.SubmitResponse(\x01\x30\x01\x12O\n\tGetRecord\x12!.shadowledger.v1.GetRecordRequest\x1a\x1f.shadowledger.v1.RecordResponse\x12Q\n\nGetReceipt\x12!.shadowledger.v1.GetRecordRequest\x1a .shadowledger.v1.ReceiptResponse\x12`\n\x13GetConsistencyProof\x12#.shadowledger.v1.ConsistencyRequest\x1a$.shadowledger.v1.ConsistencyResponse\x12X\n\rGetCheckpoint\x12\".shadowledger.v1.CheckpointRequest\x1a#.shadowledger.v1.CheckpointResponse\x12J\n\x05Watch\x12\x1d.shadowledger.v1.WatchRequest\x1a .shadowledger.v1.CommittedRecord0\x01\x12L\n\tGetStatus\x12\x1e.shadowledger.v1.StatusRequest\x1a\x1f.shadowledger.v1.StatusResponse\x12\x61\n\x0eListAgreements\x12&.shadowledger.v1.ListAgreementsRequest\x1a\'.shadowledger.v1.ListAgreementsResponse2\x9c\x01\n\x04Peer\x12\x44\n\x06Gossip\x12\x1c.shadowledger.v1.PeerMessage\x1a\x1a.shadowledger.v1.GossipAck(\x01\x12N\n\tGetBlocks\x12\x1e.shadowledger.v1.BlocksRequest\x1a\x1f.shadowledger.v1.CommittedBlock0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,28 +59,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_end=834
   _globals['_STATUSRESPONSE']._serialized_start=837
   _globals['_STATUSRESPONSE']._serialized_end=980
-  _globals['_PEERMESSAGE']._serialized_start=983
-  _globals['_PEERMESSAGE']._serialized_end=1389
-  _globals['_PROPOSALMESSAGE']._serialized_start=1391
-  _globals['_PROPOSALMESSAGE']._serialized_end=1441
-  _globals['_RECORDBATCH']._serialized_start=1443
-  _globals['_RECORDBATCH']._serialized_end=1475
-  _globals['_CHECKPOINTSIGNATURE']._serialized_start=1477
-  _globals['_CHECKPOINTSIGNATURE']._serialized_end=1541
-  _globals['_BLOCKREQUEST']._serialized_start=1543
-  _globals['_BLOCKREQUEST']._serialized_end=1591
-  _globals['_BLOCKMESSAGE']._serialized_start=1593
-  _globals['_BLOCKMESSAGE']._serialized_end=1638
-  _globals['_HELLO']._serialized_start=1640
-  _globals['_HELLO']._serialized_end=1677
-  _globals['_GOSSIPACK']._serialized_start=1679
-  _globals['_GOSSIPACK']._serialized_end=1690
-  _globals['_BLOCKSREQUEST']._serialized_start=1692
-  _globals['_BLOCKSREQUEST']._serialized_end=1763
-  _globals['_COMMITTEDBLOCK']._serialized_start=1765
-  _globals['_COMMITTEDBLOCK']._serialized_end=1837
-  _globals['_LEDGER']._serialized_start=1840
-  _globals['_LEDGER']._serialized_end=2514
-  _globals['_PEER']._serialized_start=2517
-  _globals['_PEER']._serialized_end=2673
+  _globals['_LISTAGREEMENTSREQUEST']._serialized_start=982
+  _globals['_LISTAGREEMENTSREQUEST']._serialized_end=1021
+  _globals['_AGREEMENTINFO']._serialized_start=1024
+  _globals['_AGREEMENTINFO']._serialized_end=1257
+  _globals['_LISTAGREEMENTSRESPONSE']._serialized_start=1259
+  _globals['_LISTAGREEMENTSRESPONSE']._serialized_end=1368
+  _globals['_PEERMESSAGE']._serialized_start=1371
+  _globals['_PEERMESSAGE']._serialized_end=1777
+  _globals['_PROPOSALMESSAGE']._serialized_start=1779
+  _globals['_PROPOSALMESSAGE']._serialized_end=1829
+  _globals['_RECORDBATCH']._serialized_start=1831
+  _globals['_RECORDBATCH']._serialized_end=1863
+  _globals['_CHECKPOINTSIGNATURE']._serialized_start=1865
+  _globals['_CHECKPOINTSIGNATURE']._serialized_end=1929
+  _globals['_BLOCKREQUEST']._serialized_start=1931
+  _globals['_BLOCKREQUEST']._serialized_end=1979
+  _globals['_BLOCKMESSAGE']._serialized_start=1981
+  _globals['_BLOCKMESSAGE']._serialized_end=2026
+  _globals['_HELLO']._serialized_start=2028
+  _globals['_HELLO']._serialized_end=2065
+  _globals['_GOSSIPACK']._serialized_start=2067
+  _globals['_GOSSIPACK']._serialized_end=2078
+  _globals['_BLOCKSREQUEST']._serialized_start=2080
+  _globals['_BLOCKSREQUEST']._serialized_end=2151
+  _globals['_COMMITTEDBLOCK']._serialized_start=2153
+  _globals['_COMMITTEDBLOCK']._serialized_end=2225
+  _globals['_LEDGER']._serialized_start=2228
+  _globals['_LEDGER']._serialized_end=3001
+  _globals['_PEER']._serialized_start=3004
+  _globals['_PEER']._serialized_end=3160
 # @@protoc_insertion_point(module_scope)
