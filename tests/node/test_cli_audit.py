@@ -21,6 +21,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = _run("demo", "--data", folder, "--records", "600", "--block-size", "100")
     assert done.returncode == 0, done.stderr
     assert "receipt verified" in done.stdout and "consistency verified" in done.stdout
+    assert "12 countersigned sharing agreements, then 600 events" in done.stdout
     return folder
 
 
@@ -36,14 +37,14 @@ def test_verify_receipt_succeeds(demo: Path, trust: str) -> None:
     done = _run("audit", "verify-receipt", demo / "receipt.tlog-proof",
                 "--record", demo / "record.bin", "--trust", demo / trust)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("OK: ") and "size 600" in done.stdout
+    assert done.stdout.startswith("OK: ") and "size 612" in done.stdout
 
 
 def test_verify_consistency_succeeds(demo: Path) -> None:
     done = _run("audit", "verify-consistency", demo / "old.checkpoint", demo / "new.checkpoint",
                 "--proof", demo / "consistency.proof", "--trust", demo / "genesis.json")
     assert done.returncode == 0, done.stderr
-    assert "size 600 extends its state at size 100" in done.stdout
+    assert "size 612 extends its state at size 12" in done.stdout
 
 
 def _flip_byte(src: Path, dst: Path, at: int) -> Path:
