@@ -28,7 +28,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ledger.agreements import Agreement, verify_agreement
 from ledger.errors import (
@@ -128,7 +128,36 @@ class PolicyChanges:
         txn.put(_HEIGHT_KEY, _U64.pack(self.height), db=db)
 
 
-def policy_record(envelope: Envelope, keyring: Keyring) -> Record:
+class PolicyFacts(NamedTuple):
+    """What the policy reads of a record, taken out once when the record is first decoded
+    (the mempool keeps them with its verified records), so that checking a block costs a
+    few dict lookups per record instead of decoding every body again."""
+
+    kind: str
+    author: str
+    record_id: bytes
+    target: bytes = b""
+    """The agreement a sharing event or a revocation names."""
+    terms: tuple[str, str, str, str] = ("", "", "", "")
+    """A sharing event's provider, recipient, dataset and purpose."""
+    record: Record | None = None
+    """An agreement's whole record (its consent is verified when it is applied)."""
+
+
+def facts_of(record: Record) -> PolicyFacts:
+    kind, body = record.kind, record.body
+    if kind == "sharing_event":
+        e = body.sharing_event
+        return PolicyFacts(kind, body.agency, record.record_id, e.agreement_id,
+                           (e.provider, e.recipient, e.dataset, e.purpose))
+    if kind == "revocation":
+        return PolicyFacts(kind, body.agency, record.record_id, body.revocation.agreement_id)
+    if kind == "agreement":
+        return PolicyFacts(kind, body.agency, record.record_id, record=record)
+    return PolicyFacts(kind, body.agency, record.record_id)
+
+
+def policy_facts(envelope: Envelope, keyring: Keyring) -> PolicyFacts:
     """Decode a record whose signature was checked (or vouched for by a certificate)."""
     key = keyring.get(envelope.signer)
     if key is None:
@@ -136,7 +165,7 @@ def policy_record(envelope: Envelope, keyring: Keyring) -> Record:
     body = decode_body(envelope.body)
     if body.agency != key.name:
         raise FormatError(f"record claims agency {body.agency!r} but is signed by {key.name}")
-    return Record(envelope, body, key)
+    return facts_of(Record(envelope, body, key))
 
 
 class PolicyView:
@@ -154,9 +183,9 @@ class PolicyView:
                 return state
         return None
 
-    def apply(self, record: Record, time_ms: int) -> None:
-        """Check ``record`` at ``time_ms`` and keep its effect; ``PolicyError`` if refused."""
-        change = self.check(record, time_ms)
+    def apply(self, facts: PolicyFacts, time_ms: int) -> None:
+        """Check a record at ``time_ms`` and keep its effect; ``PolicyError`` if refused."""
+        change = self.check(facts, time_ms)
         if change is not None:
             self.changes[change.agreement.agreement_id] = change
 
@@ -166,28 +195,28 @@ class PolicyView:
         for raw in raws:
             try:
                 envelope = Envelope.from_bytes(raw, _CERTIFIED)
-                self.apply(policy_record(envelope, self.rules.keyring), time_ms)
+                self.apply(policy_facts(envelope, self.rules.keyring), time_ms)
             except VerificationError:
                 continue
 
-    def check(self, record: Record, time_ms: int) -> AgreementState | None:
-        """The state change ``record`` makes (None: none); raise ``PolicyError`` if refused."""
-        author = record.body.agency
+    def check(self, facts: PolicyFacts, time_ms: int) -> AgreementState | None:
+        """The state change a record makes (None: none); raise ``PolicyError`` if refused."""
+        author = facts.author
         if self.rules.roles.get(author) == "auditor":
             raise NotPermittedError(f"{author} is an auditor: it may read, not write")
-        kind = record.kind
+        kind = facts.kind
         if kind == "sharing_event":
-            self._check_event(record, time_ms)
+            self._check_event(facts, time_ms)
         elif kind == "agreement":
-            return AgreementState(verify_agreement(record, self.rules.keyring),
-                                  record.envelope.body)
+            assert facts.record is not None
+            return AgreementState(verify_agreement(facts.record, self.rules.keyring),
+                                  facts.record.envelope.body)
         elif kind == "revocation":
-            return self._revoke(record, time_ms)
+            return self._revoke(facts, time_ms)
         return None
 
-    def _revoke(self, record: Record, time_ms: int) -> AgreementState:
-        author = record.body.agency
-        agreement_id = record.body.revocation.agreement_id
+    def _revoke(self, facts: PolicyFacts, time_ms: int) -> AgreementState:
+        author, agreement_id = facts.author, facts.target
         state = self.get(agreement_id)
         if state is None:
             raise PolicyError(f"cannot revoke agreement {short_id(agreement_id)}: it is not "
@@ -202,25 +231,29 @@ class PolicyView:
                               f"{when(state.revoked_at_ms)}")
         return replace(state, revoked_at_ms=time_ms)
 
-    def _check_event(self, record: Record, time_ms: int) -> None:
-        e, author = record.body.sharing_event, record.body.agency
-        if author not in (e.provider, e.recipient):
-            raise NotPermittedError(f"{author} may not record a sharing event from "
-                                    f"{e.provider} to {e.recipient}: only the provider or "
-                                    "the recipient may")
-        problem = self._coverage_problem(e.agreement_id, e.provider, e.recipient, e.dataset,
-                                         e.purpose, time_ms)
+    def _check_event(self, facts: PolicyFacts, time_ms: int) -> None:
+        provider, recipient, dataset, purpose = facts.terms
+        if facts.author not in (provider, recipient):
+            raise NotPermittedError(f"{facts.author} may not record a sharing event from "
+                                    f"{provider} to {recipient}: only the provider or the "
+                                    "recipient may")
+        problem = self._coverage_problem(facts.target, provider, recipient, dataset, purpose,
+                                         time_ms)
         if problem is not None:
-            raise PolicyError(f"no active agreement covers {e.provider} -> {e.recipient}, "
-                              f"dataset {e.dataset!r}, purpose {e.purpose!r} at "
+            raise PolicyError(f"no active agreement covers {provider} -> {recipient}, "
+                              f"dataset {dataset!r}, purpose {purpose!r} at "
                               f"{when(time_ms)}: {problem}")
 
     def _coverage_problem(self, agreement_id: bytes, provider: str, recipient: str,
                           dataset: str, purpose: str, time_ms: int) -> str | None:
         """None if the named agreement covers the event, else what is wrong with it."""
+        state = self.get(agreement_id)
+        if (state is not None and state.agreement.covers(provider, recipient, dataset, purpose,
+                                                        time_ms)
+                and (state.revoked_at_ms is None or state.revoked_at_ms > time_ms)):
+            return None  # the common case, in a few lookups; the rest only explains why not
         if not agreement_id:
             return "the event names no agreement (agreement_id is empty)"
-        state = self.get(agreement_id)
         name = f"agreement {short_id(agreement_id)}"
         if state is None:
             return f"{name} is not on the ledger"
@@ -236,15 +269,19 @@ class PolicyView:
         return None
 
 
-def check_records(view: PolicyView, raws: Sequence[bytes], time_ms: int,
-                  limits: Limits = DEFAULT_LIMITS) -> None:
+def check_records(view: PolicyView, records: Sequence[PolicyFacts], time_ms: int) -> None:
     """Apply a proposed block's records in order; ``PolicyError`` names the first refused."""
-    for i, raw in enumerate(raws):
-        record = policy_record(Envelope.from_bytes(raw, limits), view.rules.keyring)
+    for i, facts in enumerate(records):
         try:
-            view.apply(record, time_ms)
+            view.apply(facts, time_ms)
         except PolicyError as exc:
-            raise type(exc)(f"record {i} ({record.record_id.hex()[:16]}): {exc}") from exc
+            raise type(exc)(f"record {i} ({facts.record_id.hex()[:16]}): {exc}") from exc
+
+
+def block_facts(raws: Sequence[bytes], keyring: Keyring, limits: Limits = DEFAULT_LIMITS
+                ) -> list[PolicyFacts]:
+    """Decode every record of a block (when no cached facts are at hand)."""
+    return [policy_facts(Envelope.from_bytes(raw, limits), keyring) for raw in raws]
 
 
 class PolicyBook:

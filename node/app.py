@@ -32,9 +32,10 @@ from ledger.policy import (
     AgreementState,
     PolicyBook,
     PolicyChanges,
+    PolicyFacts,
     PolicyView,
     check_records,
-    policy_record,
+    policy_facts,
 )
 from ledger.records import Envelope
 from node.logging_setup import get_logger
@@ -160,7 +161,7 @@ class LedgerApp:
         refused: list[tuple[bytes, str]] = []
         for envelope in taken:
             try:
-                view.apply(policy_record(envelope, view.rules.keyring), time_ms)
+                view.apply(self._facts(envelope, envelope.leaf_hash), time_ms)
             except LedgerError as exc:
                 refused.append((envelope.record_id, str(exc)))
                 continue
@@ -228,20 +229,33 @@ class LedgerApp:
             return "too many records"
         seen = set(self._staged_ids())
         frontier = tip.frontier.copy()
-        for leaf, rid in self.mempool.verify_for_block(block.envelopes):
+        facts: list[PolicyFacts] = []
+        for raw, (leaf, rid) in zip(block.envelopes,
+                                    self.mempool.verify_for_block(block.envelopes), strict=True):
             if rid in seen or self.ledger.index_of(rid) is not None:
                 return "duplicate record"
             seen.add(rid)
             frontier.append(leaf)
+            facts.append(self._facts(raw, leaf))
         if h.tree_size != frontier.size or h.tree_root != frontier.root():
             return "tree size or root does not match the records"
         view = self.policy_view()
         try:
-            check_records(view, block.envelopes, h.time_ms, self.limits)
+            check_records(view, facts, h.time_ms)
         except PolicyError as exc:
             return f"sharing policy: {exc}"
         self._changes[block.hash] = view.changes
         return None
+
+    def _facts(self, record: bytes | Envelope, leaf: bytes) -> PolicyFacts:
+        """A record's policy facts: cached by the mempool when it verified the record,
+        else decoded here."""
+        known = self.mempool.facts(leaf)
+        if known is not None:
+            return known
+        envelope = record if isinstance(record, Envelope) else Envelope.from_bytes(
+            record, self.limits)
+        return policy_facts(envelope, self.book.rules.keyring)
 
     def _remember(self, block_id: bytes, verdict: bool) -> None:
         self._verdicts[block_id] = verdict

@@ -26,7 +26,7 @@ from ledger.genesis import Agency, Genesis, TrustRoot, Validator, genesis_hash
 from ledger.keys import SigningKey
 from ledger.ledger_store import Ledger
 from ledger.merkle import Frontier
-from ledger.policy import PolicyBook, PolicyChanges, PolicyRules, check_records
+from ledger.policy import PolicyBook, PolicyChanges, PolicyRules, block_facts, check_records
 from ledger.privacy import commitment, pseudonym
 from ledger.receipts import ConsistencyProof, verify_checkpoint_consistency, verify_receipt
 from ledger.records import Envelope, sign_record, verify_envelope
@@ -149,7 +149,7 @@ def commit_blocks(net: DemoNetwork, ledger: Ledger, records: int, block_size: in
             verify_envelope(Envelope.from_bytes(env.raw), keyring, NETWORK)
         time_ms = int(time.time() * 1000)
         view = book.view()
-        check_records(view, [e.raw for e in batch], time_ms)  # the sharing policy
+        check_records(view, block_facts([e.raw for e in batch], keyring), time_ms)  # policy
         block = build_block(
             NETWORK, parent, ledger.genesis_hash, [e.raw for e in batch], frontier,
             time_ms, proposer,

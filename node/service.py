@@ -35,7 +35,7 @@ from ledger.errors import (
     SignatureError,
     UsageError,
 )
-from ledger.policy import AgreementState
+from ledger.policy import AgreementState, facts_of
 from ledger.records import Envelope, Record
 from node.client import status_code
 from node.mempool import DuplicateRecord, MempoolFull
@@ -127,7 +127,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         """The sharing policy against committed + staged state at this node's clock (the
         block's validity check, at its own time, stays the authority)."""
         try:
-            self.node.policy_view().check(record, int(time.time() * 1000))
+            self.node.policy_view().check(facts_of(record), int(time.time() * 1000))
         except NotPermittedError as exc:
             raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from exc
         except PolicyError as exc:

@@ -14,7 +14,14 @@ from ledger.errors import NotPermittedError, PolicyError, SignatureError
 from ledger.genesis import genesis_hash
 from ledger.ledger_store import Ledger
 from ledger.merkle import Frontier
-from ledger.policy import AgreementState, PolicyBook, PolicyView, check_records, policy_record
+from ledger.policy import (
+    AgreementState,
+    PolicyBook,
+    PolicyView,
+    block_facts,
+    check_records,
+    policy_facts,
+)
 from ledger.records import Envelope
 from ledger.storage import Storage, StorageConfig
 from tests.ledger.policy_helpers import (
@@ -30,7 +37,7 @@ from tests.ledger.policy_helpers import (
 
 
 def _apply(view: PolicyView, envelope: Envelope, time_ms: int) -> None:
-    view.apply(policy_record(envelope, RULES.keyring), time_ms)
+    view.apply(policy_facts(envelope, RULES.keyring), time_ms)
 
 
 def _view_with(*envelopes: Envelope, time_ms: int = 1_500) -> PolicyView:
@@ -64,14 +71,14 @@ def test_uncovered_events_are_refused_naming_what_is_missing(make, time_ms, mess
     a = agreement()
     view = _view_with(a)
     e = make(a.record_id)
-    body = policy_record(e, RULES.keyring).body.sharing_event
+    provider, recipient, dataset, purpose = policy_facts(e, RULES.keyring).terms
     with pytest.raises(PolicyError) as err:
         _apply(view, e, time_ms)
     assert not isinstance(err.value, NotPermittedError)
     text = str(err.value)
     assert message in text
-    assert (f"no active agreement covers {body.provider} -> {body.recipient}, dataset "
-            f"{body.dataset!r}, purpose {body.purpose!r} at ") in text
+    assert (f"no active agreement covers {provider} -> {recipient}, dataset "
+            f"{dataset!r}, purpose {purpose!r} at ") in text
 
 
 def test_revocation_stops_events_from_its_block_time_on() -> None:
@@ -117,13 +124,14 @@ def test_an_agreement_without_consent_is_refused() -> None:
 def test_block_order_counts_and_layers_see_staged_blocks() -> None:
     a = agreement()
     # Within a block, an event after its agreement passes; before it, it is refused.
-    check_records(PolicyView(RULES), [a.raw, event(a.record_id).raw], 1_500)
+    in_order = block_facts([a.raw, event(a.record_id).raw], RULES.keyring)
+    check_records(PolicyView(RULES), in_order, 1_500)
     with pytest.raises(PolicyError, match=r"record 0 \([0-9a-f]{16}\): no active agreement"):
-        check_records(PolicyView(RULES), [event(a.record_id).raw, a.raw], 1_500)
+        check_records(PolicyView(RULES), in_order[::-1], 1_500)
     # A staged block's changes are a layer below the next block's own.
     staged = _view_with(a).changes
     above = PolicyView(RULES, staged, {})
-    check_records(above, [revocation(a.record_id).raw], 1_600)
+    check_records(above, block_facts([revocation(a.record_id).raw], RULES.keyring), 1_600)
     assert staged[a.record_id].revoked_at_ms is None  # the layer below is not touched
     revoked = above.get(a.record_id)
     assert revoked is not None and revoked.revoked_at_ms == 1_600
