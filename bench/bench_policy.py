@@ -13,6 +13,9 @@ agency's agreement (every validator checks each against the agreement at the blo
 time, at admission and in block validity). Alternating phases in one run on one network
 lets the shared machine's noise hit both kinds alike; the figure to read is the ratio
 sharing / anchor of the summed throughputs. Every process it starts is stopped.
+
+First, in-process: the policy check's own cost per record in a block (``policy.check_us``,
+from the facts the mempool caches; best of 30), for anchors and for sharing events.
 """
 
 from __future__ import annotations
@@ -81,6 +84,29 @@ def make_agreements(network: LedgerNetwork) -> dict[str, tuple[str, ...]]:
     return terms
 
 
+def check_cost(results: list[dict[str, Any]], records: int = 2000, repeats: int = 30) -> None:
+    """In-process: the policy check of a block's records from their cached facts (what each
+    validator does per proposed block), best of ``repeats``, in us per record."""
+    from ledger.policy import PolicyView, block_facts, check_records
+    from tests.ledger.policy_helpers import RULES, agreement, anchor, event
+
+    a = agreement(valid=(0, 1 << 50))
+    base = PolicyView(RULES)
+    check_records(base, block_facts([a.raw], RULES.keyring), 1_000)
+    kinds = {"anchor": [anchor().raw for _ in range(records)],
+             "sharing_event": [event(a.record_id).raw for _ in range(records)]}
+    for kind, raws in kinds.items():
+        facts = block_facts(raws, RULES.keyring)
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            check_records(PolicyView(RULES, base.changes), facts, 5_000)
+            best = min(best, time.perf_counter() - started)
+        _emit(results, bench="policy.check_us", impl="shadowledger", records=kind,
+              value=round(best / records * 1e6, 3), unit="us/record", block_records=records,
+              repeats=repeats)
+
+
 def run(quick: bool = False, duration: float | None = None, rounds: int | None = None
         ) -> list[dict[str, Any]]:
     s = QUICK if quick else FULL
@@ -89,6 +115,7 @@ def run(quick: bool = False, duration: float | None = None, rounds: int | None =
     if rounds is not None:
         s = replace(s, rounds=rounds)
     results: list[dict[str, Any]] = []
+    check_cost(results)
     k = s.clients
     with tempfile.TemporaryDirectory(prefix="bench-policy-") as tmp, \
             LedgerNetwork(Path(tmp) / "net") as network:

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ledger.records import sign_record
 from node.cli import main
 from node.client import Ack, ApiError, LedgerClient
 from tests.integration.cluster import Cluster, running_cluster
@@ -68,6 +69,15 @@ def test_uncovered_event_is_refused_naming_what_is_missing(cluster: Cluster) -> 
     assert "agreement 0707070707070707 is not on the ledger" in message
     message = _refused(cluster, grpc.StatusCode.FAILED_PRECONDITION, TAX, b"")
     assert "names no agreement" in message
+    with cluster.client(TAX) as client:  # an agreement without the other party's consent
+        draft = client.draft_agreement(
+            cluster.key(TAX), provider=TAX, recipient=SOCIAL, datasets=["income"],
+            purpose="benefits", legal_basis="none", valid_from_ms=0, valid_until_ms=1)
+        with pytest.raises(ApiError) as err:
+            client.submit(sign_record(draft, cluster.key(TAX)))
+    assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert "social-security's countersignature on the agreement does not verify" \
+        in err.value.message
 
 
 def test_committed_agreement_lets_its_events_commit(cluster: Cluster) -> None:
