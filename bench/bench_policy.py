@@ -8,8 +8,9 @@ One fresh 4-validator network (bench_cluster.LedgerNetwork) on 127.0.0.1. Each a
 first agrees with the next one (drafted, countersigned, committed through the client).
 Then two pools of K client workers (each worker is agency i mod 4 on its own node, with
 records signed before the clock starts) run closed-loop phases of W records in flight,
-alternating: anchors (no policy beyond the author's role), then sharing events under the
-agency's agreement (every validator checks each against the agreement at the block's
+alternating (in ABBA order, so that a trend in the machine's load hits both alike):
+anchors (no policy beyond the author's role) and sharing events under the agency's
+agreement (every validator checks each against the agreement at the block's
 time, at admission and in block validity). Alternating phases in one run on one network
 lets the shared machine's noise hit both kinds alike; the figure to read is the ratio
 sharing / anchor of the summed throughputs. Every process it starts is stopped.
@@ -131,8 +132,9 @@ def run(quick: bool = False, duration: float | None = None, rounds: int | None =
         with WorkerPool(anchor_specs) as anchors, WorkerPool(sharing_specs) as sharing:
             anchors.prepare(per_worker, timeout=900)
             sharing.prepare(per_worker, timeout=900)
-            for round_ in range(s.rounds):
-                for kind, pool in (("anchor", anchors), ("sharing_event", sharing)):
+            pairs = [("anchor", anchors), ("sharing_event", sharing)]
+            for round_ in range(s.rounds):  # ABBA order: a load trend hits both kinds alike
+                for kind, pool in pairs if round_ % 2 == 0 else pairs[::-1]:
                     res, start, cpu = _run_phase(pool, kind, k, s.duration, 0.0, s.window,
                                                  s.drain_timeout, pids)
                     stats = phase_stats(res, start, s.duration, s.warmup)

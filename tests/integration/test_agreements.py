@@ -7,6 +7,7 @@ be compared after each way of reaching it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +167,34 @@ def test_cli_drafts_countersigns_submits_lists_and_revokes(
     assert f"{aid}  revoked (at 20" in capsys.readouterr().out
     assert main(["agreement", "revoke", aid, "--profile", tax]) == 2
     assert "FAILED_PRECONDITION" in capsys.readouterr().err
+
+
+def test_event_left_out_when_its_agreement_expires_while_it_waits(cluster: Cluster) -> None:
+    until = _now_ms() + 3_000
+    aid = _agree(cluster, TAX, SOCIAL, until, purpose="pilot")
+    assert cluster.stop(HEALTH) == 0  # 2 of 4 validators left: no block can commit
+    outcome: dict[str, object] = {}
+
+    def submit() -> None:  # admitted now (covered at the node's clock), then it waits
+        try:
+            with cluster.client(TAX, timeout=120) as client:
+                outcome["ack"] = client.share(cluster.key(TAX), agreement_id=aid, provider=TAX,
+                                              recipient=SOCIAL, dataset="income",
+                                              purpose="pilot")
+        except ApiError as exc:
+            outcome["error"] = exc
+
+    waiter = threading.Thread(target=submit)
+    waiter.start()
+    time.sleep(max(0.0, (until - _now_ms()) / 1000) + 0.5)
+    cluster.start(HEALTH)  # blocks resume, all after the agreement's end
+    cluster.wait_ready([HEALTH])
+    waiter.join(timeout=150)
+    error = outcome.get("error")
+    assert isinstance(error, ApiError), outcome
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "left out of a block" in error.message
+    assert f"agreement {aid.hex()[:16]} expired at" in error.message
 
 
 def _policy_state(cluster: Cluster, via: str) -> tuple[int, list[tuple[bytes, bool, int]]]:
