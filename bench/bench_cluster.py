@@ -231,6 +231,9 @@ class WorkerSpec:
     """shadowledger: the agency's client.toml."""
     etcd_url: str = ""
     value_size: int = 0
+    sharing: tuple[str, ...] = ()
+    """shadowledger: (agreement id hex, provider, recipient, dataset, purpose) to send
+    sharing events under that agreement instead of anchors (bench/bench_policy.py)."""
 
 
 @dataclass(frozen=True)
@@ -262,8 +265,11 @@ class PhaseResult:
     """Open loop: the most any send ran behind its schedule."""
 
 
-def _make_records(profile_path: str, count: int) -> list[tuple[bytes, bytes]]:
-    """``count`` records signed by the profile's agency: (envelope bytes, record id)."""
+def _make_records(profile_path: str, count: int, sharing: tuple[str, ...] = ()
+                  ) -> list[tuple[bytes, bytes]]:
+    """``count`` records signed by the profile's agency: (envelope bytes, record id).
+    Anchors, or with ``sharing`` = (agreement id hex, provider, recipient, dataset,
+    purpose) sharing events under that agreement."""
     from ledger.genesis import Genesis
     from ledger.records import sign_record
     from node.config import load_client_profile, read_signing_key
@@ -275,11 +281,17 @@ def _make_records(profile_path: str, count: int) -> list[tuple[bytes, bytes]]:
     network = Genesis.from_bytes(profile.genesis.read_bytes()).network
     out = []
     for _ in range(count):
-        body = ledger_pb2.RecordBody(
-            network=network, agency=profile.agency, nonce=os.urandom(16),
-            anchor=ledger_pb2.Anchor(source="registry/persons", version="1",
-                                     commitment=os.urandom(32)),
-        )
+        body = ledger_pb2.RecordBody(network=network, agency=profile.agency,
+                                     nonce=os.urandom(16))
+        if sharing:
+            aid, provider, recipient, dataset, purpose = sharing
+            body.sharing_event.CopyFrom(ledger_pb2.SharingEvent(
+                provider=provider, recipient=recipient, dataset=dataset, purpose=purpose,
+                agreement_id=bytes.fromhex(aid), subject_pseudonym=os.urandom(32),
+                payload_commitment=os.urandom(32), payload_size=1024))
+        else:
+            body.anchor.CopyFrom(ledger_pb2.Anchor(source="registry/persons", version="1",
+                                                   commitment=os.urandom(32)))
         env = sign_record(body, key)
         out.append((env.raw, env.record_id))
     return out
@@ -316,7 +328,7 @@ def worker_main(spec: WorkerSpec, commands: Any, replies: Any) -> None:
                 need = command[1] - (len(records) - next_record)
                 if spec.kind == "shadowledger":
                     if need > 0:
-                        records += _make_records(spec.profile, need)
+                        records += _make_records(spec.profile, need, spec.sharing)
                     if client is None:
                         client = _connect(spec.profile)
                 elif need > 0:

@@ -43,8 +43,12 @@ class Agreement:
 
     @classmethod
     def from_record(cls, record: Record) -> Agreement:
-        a = record.body.agreement
-        return cls(record.record_id, a.provider, a.recipient, frozenset(a.datasets), a.purpose,
+        return cls.from_body(record.record_id, record.body)
+
+    @classmethod
+    def from_body(cls, agreement_id: bytes, body: ledger_pb2.RecordBody) -> Agreement:
+        a = body.agreement
+        return cls(agreement_id, a.provider, a.recipient, frozenset(a.datasets), a.purpose,
                    a.legal_basis, a.valid_from_ms, a.valid_until_ms)
 
     def in_force(self, time_ms: int) -> bool:
@@ -89,6 +93,18 @@ def agreement_body(
     a.countersigner = countersigner.key_hash
     check_terms(body)
     return body
+
+
+def revocation_body(*, network: str, author: str, agreement_id: bytes, reason: str,
+                    nonce: bytes, created_ms: int) -> ledger_pb2.RecordBody:
+    """A party's revocation of an agreement (effective at its block's time)."""
+    if len(agreement_id) != 32:
+        raise FormatError(f"an agreement id is 32 bytes, not {len(agreement_id)}")
+    if len(reason) > MAX_NAME:
+        raise FormatError(f"a revocation reason is at most {MAX_NAME} characters")
+    return ledger_pb2.RecordBody(
+        network=network, agency=author, nonce=nonce, created_ms=created_ms,
+        revocation=ledger_pb2.AgreementRevocation(agreement_id=agreement_id, reason=reason))
 
 
 def consent_message(body: ledger_pb2.RecordBody) -> bytes:

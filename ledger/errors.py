@@ -34,6 +34,17 @@ class ChainError(VerificationError):
     """A block does not link to its predecessor or its header disagrees with its contents."""
 
 
+class PolicyError(VerificationError):
+    """A record breaks the sharing policy at its time: no active agreement covers it, or
+    it names an agreement that does not exist or was revoked. It may pass later (once a
+    covering agreement is committed), so callers answer FAILED_PRECONDITION."""
+
+
+class NotPermittedError(PolicyError):
+    """The author may never write this record: an auditor writing, or an agency writing
+    on behalf of others (callers answer PERMISSION_DENIED)."""
+
+
 class StorageError(LedgerError):
     """The store cannot be used (I/O failure, full map, wrong layout)."""
 

@@ -12,6 +12,7 @@ import hmac
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ledger import merkle
 from ledger.blocks import Block, BlockHeader
@@ -21,6 +22,9 @@ from ledger.storage import Storage
 from ledger.subjects import SubjectIndex
 from ledger.tlogproof import TlogProof
 from ledger.tree_store import TreeStore
+
+if TYPE_CHECKING:
+    from ledger.policy import PolicyChanges
 
 _U64 = struct.Struct(">Q")
 _HEAD = b"chain.head"  # height (u64) || block hash
@@ -44,7 +48,8 @@ class Ledger:
         self.storage = storage
         self.genesis_hash = genesis_hash
         self.tree = TreeStore(storage)
-        names = (b"records", b"record_ids", b"blocks", b"certificates", b"checkpoints", b"meta")
+        names = (b"records", b"record_ids", b"blocks", b"certificates", b"checkpoints", b"meta",
+                 b"policy")
         self._db = {name: storage.db(name) for name in names}
         self.head = self._load_head()
         self.subjects = SubjectIndex(storage)
@@ -84,14 +89,19 @@ class Ledger:
         checkpoint_note: bytes | None = None,
         record_ids: Sequence[bytes] | None = None,
         leaf_hashes: Sequence[bytes] | None = None,
+        policy: PolicyChanges | None = None,
     ) -> Head:
         """Durably append ``block`` (its records must be verified by the caller).
 
         ``record_ids`` and ``leaf_hashes``, when the caller has them, save parsing and
         hashing every envelope again; the root check below still catches wrong hashes.
+        ``policy``: the block's sharing-policy changes, written in the same transaction so
+        that a crash never leaves the policy state and the chain apart.
         """
         h = block.header
         self.check_extends(h)
+        if policy is not None and policy.height != h.height:
+            raise UsageError(f"policy changes of block {policy.height} given for {h.height}")
         ids = record_ids
         if ids is None:
             ids = [Envelope.from_bytes(env).record_id for env in block.envelopes]
@@ -114,6 +124,8 @@ class Ledger:
                 txn.put(_k(h.height), certificate, db=db[b"certificates"])
             if checkpoint_note is not None:
                 txn.put(_k(h.tree_size), checkpoint_note, db=db[b"checkpoints"])
+            if policy is not None:
+                policy.write(txn, db[b"policy"])
             txn.put(_HEAD, _k(h.height) + h.hash, db=db[b"meta"])
         self.head = Head(h.height, h.hash, h.tree_size)
         return self.head

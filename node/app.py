@@ -3,7 +3,10 @@
 Consensus treats blocks as opaque bytes; this class gives them meaning. Validation is
 deterministic (no clock, no local state beyond the committed chain), so every honest
 validator reaches the same verdict for the same block: a Byzantine proposer cannot slip
-in a record with a bad signature, a duplicate, or a header that lies about the tree.
+in a record with a bad signature, a duplicate, a record the sharing policy refuses at the
+block's time (ledger/policy.py), or a header that lies about the tree. One check reads
+the clock, on live proposals only: a block time too far ahead of this validator's clock
+is refused, since the proposer chooses the time the policy is checked at.
 
 Consensus decides height h and may start height h+1 before the driver has durably
 committed h; ``decided`` stages the block in memory so that h+1 builds on it, and
@@ -16,14 +19,26 @@ import hashlib
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ledger import merkle
 from ledger.blocks import Block, BlockHeader, build_block
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, PolicyError
 from ledger.ledger_store import Ledger
 from ledger.limits import Limits
+from ledger.policy import (
+    AgreementState,
+    PolicyBook,
+    PolicyChanges,
+    PolicyFacts,
+    PolicyView,
+    check_records,
+    policy_facts,
+)
+from ledger.records import Envelope
+from node.logging_setup import get_logger
 from node.mempool import Mempool
 
 _U32 = struct.Struct(">I")
@@ -35,6 +50,17 @@ class BlockPolicy:
     max_bytes: int = 4 << 20
     idle_block_interval_ms: int = 1000
     """How long a proposer waits for records before proposing an empty block."""
+    max_time_ahead_ms: int = 5000
+    """A proposal whose block time is further ahead of this validator's clock is refused."""
+
+
+class Staged(NamedTuple):
+    """A decided block not yet written, with what the commit needs."""
+
+    block: Block
+    ids: tuple[bytes, ...]
+    leaves: tuple[bytes, ...]
+    policy: PolicyChanges
 
 
 @dataclass
@@ -64,7 +90,10 @@ class LedgerApp:
         proposer_key_hash: bytes,
         policy: BlockPolicy,
         limits: Limits,
+        book: PolicyBook,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_refused: Callable[[Sequence[tuple[bytes, str]]], None] = lambda refused: None,
+        log: Any = None,
     ) -> None:
         self.ledger = ledger
         self.mempool = mempool
@@ -72,9 +101,15 @@ class LedgerApp:
         self.proposer = proposer_key_hash
         self.policy = policy
         self.limits = limits
+        self.book = book
         self._clock_ms = clock_ms
+        self._on_refused = on_refused
+        self.log = log if log is not None else get_logger("app")
         self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
-        self._staged: list[tuple[Block, tuple[bytes, ...], tuple[bytes, ...]]] = []
+        self._changes: dict[bytes, dict[bytes, AgreementState]] = {}
+        """Policy changes of blocks proposed or validated on the current tip, by block id:
+        ``decided`` reuses them instead of decoding the records again."""
+        self._staged: list[Staged] = []
         self.reset_tip()
 
     def reset_tip(self) -> None:
@@ -85,6 +120,7 @@ class LedgerApp:
         self._tip = _Tip(header, head.hash, frontier, head.height)
         self._staged = []
         self._verdicts.clear()
+        self._changes.clear()
 
     @property
     def tip_height(self) -> int:
@@ -99,8 +135,8 @@ class LedgerApp:
         """getValue(): the oldest pending records, after a bounded wait for the first."""
         self._wait_for_records()
         staged_ids = self._staged_ids()
-        envelopes = [
-            e.raw
+        taken = [
+            e
             for e in self.mempool.take(self.policy.max_records + len(staged_ids),
                                        self.policy.max_bytes)
             if e.record_id not in staged_ids
@@ -109,10 +145,33 @@ class LedgerApp:
         time_ms = self._clock_ms()
         if tip.header is not None:
             time_ms = max(time_ms, tip.header.time_ms)
+        view = self.policy_view()
+        envelopes = self._admissible(view, taken, time_ms)
         block = build_block(self.network, tip.header, tip.hash, envelopes, tip.frontier.copy(),
                             time_ms, self.proposer)
         self._remember(block.hash, True)
+        self._changes[block.hash] = view.changes
         return block.to_bytes()
+
+    def _admissible(self, view: PolicyView, taken: list[Envelope], time_ms: int) -> list[bytes]:
+        """The records the policy lets in at ``time_ms``, applied to ``view`` in order; the
+        others (e.g. their agreement expired while they waited) leave the mempool and
+        their submitters are told why."""
+        kept: list[bytes] = []
+        refused: list[tuple[bytes, str]] = []
+        for envelope in taken:
+            try:
+                view.apply(self._facts(envelope, envelope.leaf_hash), time_ms)
+            except LedgerError as exc:
+                refused.append((envelope.record_id, str(exc)))
+                continue
+            kept.append(envelope.raw)
+        if refused:
+            self.mempool.remove(rid for rid, _ in refused)
+            self._on_refused(refused)
+            self.log.info("records left out of a proposal", count=len(refused),
+                          first=refused[0][1][:300])
+        return kept
 
     def _wait_for_records(self) -> None:
         if self.policy.idle_block_interval_ms <= 0:
@@ -133,11 +192,29 @@ class LedgerApp:
         if cached is not None:
             return cached
         try:
-            verdict = self._check(height, Block.from_bytes(block, self.limits)) is None
-        except LedgerError:
-            verdict = False
-        self._remember(block_id, verdict)
-        return verdict
+            parsed = Block.from_bytes(block, self.limits)
+        except LedgerError as exc:
+            return self._invalid(height, block_id, f"malformed block: {exc}")
+        ahead = parsed.header.time_ms - self._clock_ms()
+        if ahead > self.policy.max_time_ahead_ms:  # not remembered: the clock moves on
+            self.log.warning("proposed block refused", height=height, block=block_id.hex()[:16],
+                             reason=f"block time is {ahead} ms ahead of this validator's "
+                             f"clock (at most {self.policy.max_time_ahead_ms})")
+            return False
+        try:
+            reason = self._check(height, parsed)
+        except LedgerError as exc:
+            reason = str(exc)
+        if reason is not None:
+            return self._invalid(height, block_id, reason)
+        self._remember(block_id, True)
+        return True
+
+    def _invalid(self, height: int, block_id: bytes, reason: str) -> bool:
+        self.log.warning("proposed block is invalid", height=height, block=block_id.hex()[:16],
+                         reason=reason[:500])
+        self._remember(block_id, False)
+        return False
 
     def _check(self, height: int, block: Block) -> str | None:
         """None if valid, else the reason (kept for logging by callers that want it)."""
@@ -152,14 +229,33 @@ class LedgerApp:
             return "too many records"
         seen = set(self._staged_ids())
         frontier = tip.frontier.copy()
-        for leaf, rid in self.mempool.verify_for_block(block.envelopes):
+        facts: list[PolicyFacts] = []
+        for raw, (leaf, rid) in zip(block.envelopes,
+                                    self.mempool.verify_for_block(block.envelopes), strict=True):
             if rid in seen or self.ledger.index_of(rid) is not None:
                 return "duplicate record"
             seen.add(rid)
             frontier.append(leaf)
+            facts.append(self._facts(raw, leaf))
         if h.tree_size != frontier.size or h.tree_root != frontier.root():
             return "tree size or root does not match the records"
+        view = self.policy_view()
+        try:
+            check_records(view, facts, h.time_ms)
+        except PolicyError as exc:
+            return f"sharing policy: {exc}"
+        self._changes[block.hash] = view.changes
         return None
+
+    def _facts(self, record: bytes | Envelope, leaf: bytes) -> PolicyFacts:
+        """A record's policy facts: cached by the mempool when it verified the record,
+        else decoded here."""
+        known = self.mempool.facts(leaf)
+        if known is not None:
+            return known
+        envelope = record if isinstance(record, Envelope) else Envelope.from_bytes(
+            record, self.limits)
+        return policy_facts(envelope, self.book.rules.keyring)
 
     def _remember(self, block_id: bytes, verdict: bool) -> None:
         self._verdicts[block_id] = verdict
@@ -178,20 +274,46 @@ class LedgerApp:
         self._tip = _Tip(parsed.header, parsed.hash, self._tip.frontier, height)
         ids = tuple(rid for _, rid in checked)
         leaves = tuple(leaf for leaf, _ in checked)
-        self._staged.append((parsed, ids, leaves))
+        changes = self._changes.get(parsed.hash)
+        policy = (PolicyChanges(height, changes) if changes is not None else
+                  self.book.changes_for(height, parsed.envelopes, parsed.header.time_ms,
+                                        self._staged_policy()))
+        self._staged.append(Staged(parsed, ids, leaves, policy))
         self.mempool.remove(ids, leaves)
         self._verdicts.clear()
+        self._changes.clear()
 
-    def staged(self, height: int
-               ) -> tuple[Block, tuple[bytes, ...], tuple[bytes, ...]] | None:
-        """(block, record ids, leaf hashes) of a decided block not yet written."""
-        return next((s for s in self._staged if s[0].header.height == height), None)
+    def staged(self, height: int) -> Staged | None:
+        """A decided block not yet written."""
+        return next((s for s in self._staged if s.block.header.height == height), None)
 
     def committed(self, height: int) -> None:
         """The driver wrote ``height`` durably: it no longer needs staging."""
-        self._staged = [s for s in self._staged if s[0].header.height > height]
+        self._staged = [s for s in self._staged if s.block.header.height > height]
+
+    def commit_staged(self, height: int, certificate: bytes) -> Staged:
+        """Write staged block ``height`` with its policy changes, in one transaction."""
+        staged = self.staged(height)
+        if staged is None:
+            raise LedgerError(f"block {height} is not staged")
+        self.ledger.commit_block(staged.block, certificate, record_ids=staged.ids,
+                                 leaf_hashes=staged.leaves, policy=staged.policy)
+        self.book.absorb(staged.policy)
+        self.committed(height)
+        return staged
 
     def _staged_ids(self) -> frozenset[bytes]:
         if not self._staged:
             return frozenset()
-        return frozenset().union(*(s[1] for s in self._staged))
+        return frozenset().union(*(s.ids for s in self._staged))
+
+    def _staged_policy(self) -> list[Mapping[bytes, AgreementState]]:
+        return [s.policy.agreements for s in self._staged]
+
+    def policy_view(self) -> PolicyView:
+        """The policy state after the committed chain and every staged block: what the
+        next block is checked against. Safe from any thread (admission): the staged list
+        is read before the committed state, and a block leaves staging only after the
+        committed state took it in, so no block is ever missing from the view."""
+        staged = list(self._staged)
+        return self.book.view([s.policy.agreements for s in staged])

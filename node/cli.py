@@ -346,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     from node.privacy_cli import add_commands
 
     add_commands(verbs)
+
+    from node.agreement_cli import add_agreement_parser
+
+    add_agreement_parser(verbs)
     return parser
 
 

@@ -22,14 +22,16 @@ from typing import Any
 import grpc
 
 from ledger import merkle
+from ledger.agreements import agreement_body, countersign, revocation_body, verify_agreement
 from ledger.checkpoint import Checkpoint
-from ledger.errors import LedgerError, ProofError, VerificationError
+from ledger.errors import LedgerError, ProofError, UsageError, VerificationError
 from ledger.genesis import Genesis, TrustRoot, genesis_hash
+from ledger.keys import SigningKey, VerifierKey
 from ledger.receipts import final_checkpoint
-from ledger.records import Envelope, Record, verify_envelope
+from ledger.records import Envelope, Record, sign_record, verify_envelope
 from ledger.tlogproof import TlogProof
 from ledger.witness_policy import WitnessPolicy, check_witnesses, require_witnesses
-from proto import node_pb2, node_pb2_grpc
+from proto import ledger_pb2, node_pb2, node_pb2_grpc
 
 
 class ApiError(LedgerError):
@@ -378,4 +380,77 @@ class LedgerClient:
         response: node_pb2.StatusResponse = self._call(
             self._stub.GetStatus, node_pb2.StatusRequest()
         )
+        return response
+
+    # --- sharing agreements --------------------------------------------------------------
+    # The flow between two agencies: one drafts (``draft_agreement``), the other checks
+    # the terms and countersigns with its own key (``countersign_agreement``), the drafter
+    # submits (``submit_agreement``). Events then name the agreement's id
+    # (``sharing_event`` / ``share``); either party may ``revoke_agreement``.
+
+    def record_key_of(self, agency: str) -> VerifierKey:
+        """The record key the genesis lists first for ``agency`` (the countersigner)."""
+        found = self.genesis.agency(agency)
+        if found is None or not found.record_keys:
+            raise UsageError(f"agency {agency!r} has no record key in this network's genesis")
+        return found.record_keys[0]
+
+    def draft_agreement(self, key: SigningKey, *, provider: str, recipient: str,
+                        datasets: Iterable[str], purpose: str, legal_basis: str,
+                        valid_from_ms: int, valid_until_ms: int) -> ledger_pb2.RecordBody:
+        """Terms authored by ``key``'s agency, to be countersigned by the other party."""
+        other = recipient if key.name == provider else provider
+        return agreement_body(
+            network=self.genesis.network, author=key.name, provider=provider,
+            recipient=recipient, datasets=datasets, purpose=purpose, legal_basis=legal_basis,
+            valid_from_ms=valid_from_ms, valid_until_ms=valid_until_ms,
+            countersigner=self.record_key_of(other), nonce=os.urandom(16),
+            created_ms=int(time.time() * 1000),
+        )
+
+    @staticmethod
+    def countersign_agreement(draft: ledger_pb2.RecordBody, key: SigningKey
+                              ) -> ledger_pb2.RecordBody:
+        """The other party's consent, with its own record key."""
+        return countersign(draft, key)
+
+    def submit_agreement(self, body: ledger_pb2.RecordBody, key: SigningKey) -> Ack:
+        """Sign a countersigned agreement as its author, check it locally, submit it."""
+        envelope = sign_record(body, key)
+        keyring = self.genesis.keyring()
+        verify_agreement(verify_envelope(envelope, keyring, self.genesis.network), keyring)
+        return self.submit(envelope)
+
+    def revoke_agreement(self, key: SigningKey, agreement_id: bytes, reason: str = "") -> Ack:
+        body = revocation_body(network=self.genesis.network, author=key.name,
+                               agreement_id=agreement_id, reason=reason,
+                               nonce=os.urandom(16), created_ms=int(time.time() * 1000))
+        return self.submit(sign_record(body, key))
+
+    def sharing_event(self, key: SigningKey, *, agreement_id: bytes, provider: str,
+                      recipient: str, dataset: str, purpose: str,
+                      subject_pseudonym: bytes = b"", payload_commitment: bytes = b"",
+                      payload_size: int = 0) -> Envelope:
+        """A signed data-sharing event under ``agreement_id`` (submit it, or batch many
+        through ``submit_many``)."""
+        body = ledger_pb2.RecordBody(
+            network=self.genesis.network, agency=key.name, nonce=os.urandom(16),
+            created_ms=int(time.time() * 1000),
+            sharing_event=ledger_pb2.SharingEvent(
+                provider=provider, recipient=recipient, dataset=dataset, purpose=purpose,
+                agreement_id=agreement_id, subject_pseudonym=subject_pseudonym,
+                payload_commitment=payload_commitment, payload_size=payload_size,
+            ),
+        )
+        return sign_record(body, key)
+
+    def share(self, key: SigningKey, **event: Any) -> Ack:
+        """Submit one sharing event (keywords of ``sharing_event``); refused with
+        FAILED_PRECONDITION unless an active agreement covers it."""
+        return self.submit(self.sharing_event(key, **event))
+
+    def agreements(self, agency: str = "") -> node_pb2.ListAgreementsResponse:
+        """The committed agreements (of ``agency`` only, if given), with their status."""
+        response: node_pb2.ListAgreementsResponse = self._call(
+            self._stub.ListAgreements, node_pb2.ListAgreementsRequest(agency=agency))
         return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ledger.blocks import Block
 
@@ -16,6 +16,7 @@ class CommitBoard:
         self._cond = threading.Condition()
         self._waiting: dict[bytes, int] = {}  # record id -> number of waiters
         self._results: dict[bytes, tuple[int, int]] = {}  # record id -> (index, height)
+        self._refusals: dict[bytes, str] = {}  # record id -> why it was dropped unplaced
         self.size = size
         self.height = height
         self._last_commit = time.monotonic()
@@ -31,6 +32,7 @@ class CommitBoard:
             if left <= 0:
                 self._waiting.pop(record_id, None)
                 self._results.pop(record_id, None)
+                self._refusals.pop(record_id, None)
             else:
                 self._waiting[record_id] = left
 
@@ -45,13 +47,30 @@ class CommitBoard:
             self._last_commit = time.monotonic()
             self._cond.notify_all()
 
+    def refused(self, refusals: Sequence[tuple[bytes, str]]) -> None:
+        """Records dropped from the mempool without a block (e.g. the proposer found
+        their agreement expired): their waiting submitters are answered with the reason."""
+        with self._cond:
+            for rid, reason in refusals:
+                if rid in self._waiting:
+                    self._refusals[rid] = reason
+            self._cond.notify_all()
+
     def placed(self, record_id: bytes) -> tuple[int, int] | None:
         """(index, height) of a committed record someone waits for, without waiting."""
         return self._results.get(record_id)
 
+    def settled(self, record_id: bytes) -> bool:
+        """Whether a waited-for record was committed or refused (no need to wait more)."""
+        return record_id in self._results or record_id in self._refusals
+
+    def refusal(self, record_id: bytes) -> str | None:
+        return self._refusals.get(record_id)
+
     def wait(self, record_id: bytes, timeout: float) -> tuple[int, int] | None:
+        """(index, height) once committed; None on timeout or refusal (see ``refusal``)."""
         with self._cond:
-            self._cond.wait_for(lambda: record_id in self._results, timeout)
+            self._cond.wait_for(lambda: self.settled(record_id), timeout)
             return self._results.get(record_id)
 
     def wait_size(self, above: int, timeout: float) -> int:

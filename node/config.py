@@ -103,6 +103,9 @@ class ConsensusSection:
     max_block_bytes: int = _setting(4 * MIB, minimum=1)
     create_empty_blocks: bool = False
     state_sync_gap: int = _setting(100, minimum=1)
+    max_block_time_ahead_ms: int = _setting(5000, minimum=0)
+    """A proposal whose block time is further ahead of this validator's clock is refused
+    (the sharing policy is checked at the block time, which the proposer chooses)."""
 
 
 @dataclass(frozen=True)

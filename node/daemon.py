@@ -11,9 +11,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
+from ledger.errors import LedgerError
 from node.config import load_config
 from node.logging_setup import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from node.localnet import LocalNetwork
 
 
 def _stop_on_signals() -> threading.Event:
@@ -73,6 +78,7 @@ def run_local(folder: Path, nodes: int, base_port: int, metrics_base_port: int,
         observer = local.nodes[-1]
         print(f"explorer (read-only, from another terminal): shadowledger explorer --data-dir"
               f" {observer.config_path.parent / 'data'} --genesis {local.genesis_path}")
+        _seed(local, stop)
         _watch(local.agencies[0].client_profile, procs, stop)
     finally:
         for proc in procs:
@@ -86,6 +92,23 @@ def run_local(folder: Path, nodes: int, base_port: int, metrics_base_port: int,
                 proc.wait()
         print("network stopped; data kept in", folder)
     return 0
+
+
+def _seed(local: LocalNetwork, stop: threading.Event, timeout: float = 60.0) -> None:
+    """Demo data (agreements, then events under them), once the nodes answer."""
+    from node.demo import seed_local_network
+
+    agencies = [(a.name, a.client_profile) for a in local.agencies if a.role == "agency"]
+    deadline = time.monotonic() + timeout
+    while not stop.wait(1.0):
+        try:
+            for line in seed_local_network(agencies):
+                print(f"demo data: {line}")
+            return
+        except LedgerError as exc:  # nodes still starting: try again shortly
+            if time.monotonic() > deadline:
+                print(f"demo data not added: {str(exc)[:200]}", file=sys.stderr)
+                return
 
 
 def _watch(profile: Path, procs: list[subprocess.Popen[bytes]], stop: threading.Event) -> None:

@@ -7,6 +7,9 @@ commitment (the subjects, payloads and salts stay with the demo, never on the le
 Every record is verified as a validator would, committed in blocks to LMDB with
 quorum-signed checkpoints; then a receipt and a consistency proof are written and
 verified with the same code the `shadowledger audit` commands run.
+
+``seed_local_network`` gives a running local network (`make run`) the same kind of data
+through the Python client: agreements first, then events that commit under them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ledger.genesis import Agency, Genesis, TrustRoot, Validator, genesis_hash
 from ledger.keys import SigningKey
 from ledger.ledger_store import Ledger
 from ledger.merkle import Frontier
+from ledger.policy import PolicyBook, PolicyChanges, PolicyRules, block_facts, check_records
 from ledger.privacy import commitment, pseudonym
 from ledger.receipts import ConsistencyProof, verify_checkpoint_consistency, verify_receipt
 from ledger.records import Envelope, sign_record, verify_envelope
@@ -37,6 +41,8 @@ from proto import ledger_pb2
 NETWORK = "demo.shadow-ledger.example/v1"
 AGENCIES = ("tax-agency", "social-security", "health-insurance", "statistics-office")
 PURPOSES = ("benefit-eligibility", "fraud-prevention", "official-statistics")
+DATASET = "income-records"
+YEAR_MS = 365 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,8 @@ def commit_blocks(
     block of their own; records come from ``make`` (default: sharing events, whose
     plaintexts are returned).
 
-    ``verify`` re-checks every record as a validator would (off for fast bulk builds)."""
+    ``verify`` re-checks every record and the sharing policy as a validator would, and
+    stores the policy state with each block (off for fast bulk builds: no policy state)."""
     keyring = net.genesis.keyring()
     first = ledger.tree.size
     frontier = Frontier.from_source(ledger.tree, first)  # appends to what is there
@@ -178,18 +185,28 @@ def commit_blocks(
             out.plaintexts += [plain for _, plain in made]
         else:
             batches.append([make(net, i) for i in range(at, stop)])
+    book = PolicyBook(ledger, PolicyRules.from_genesis(net.genesis)) if verify else None
     for batch in batches:
-        for env in batch if verify else ():  # what every validator does before voting
-            record = verify_envelope(Envelope.from_bytes(env.raw), keyring, NETWORK)
-            if record.kind == "agreement":
-                verify_agreement(record, keyring)
+        time_ms = int(time.time() * 1000)
+        changes = None
+        if book is not None:  # what every validator does before voting for a block
+            for env in batch:
+                record = verify_envelope(Envelope.from_bytes(env.raw), keyring, NETWORK)
+                if record.kind == "agreement":
+                    verify_agreement(record, keyring)
+            view = book.view()
+            check_records(view, block_facts([e.raw for e in batch], keyring), time_ms)
+            changes = PolicyChanges(ledger.head.height + 1, view.changes)
         block = build_block(
             NETWORK, parent, ledger.genesis_hash, [e.raw for e in batch], frontier,
-            int(time.time() * 1000), proposer,
+            time_ms, proposer,
         )
         checkpoint = Checkpoint(NETWORK, block.header.tree_size, block.header.tree_root)
         note = sign_checkpoint(checkpoint, net.validator_keys)
-        ledger.commit_block(block, certificate_for(net, block), checkpoint_note=note)
+        ledger.commit_block(block, certificate_for(net, block), checkpoint_note=note,
+                            policy=changes)
+        if book is not None and changes is not None:
+            book.absorb(changes)
         parent = block.header
         out.sizes.append(block.header.tree_size)
     return out
@@ -260,3 +277,43 @@ def _audit(folder: Path) -> None:
     print(f"  .venv/bin/shadowledger audit verify-consistency {folder}/old.checkpoint"
           f" {folder}/new.checkpoint --proof {folder}/consistency.proof"
           f" --trust {folder}/genesis.json")
+
+
+def seed_local_network(agencies: list[tuple[str, Path]], events: int = 5) -> list[str]:
+    """Demo data for a running local network (`make run`), through the Python client:
+    each agency agrees with the next one (drafted by the provider, countersigned by the
+    recipient), then records ``events`` sharing events under the agreement, which commit.
+    Does nothing if agreements are already on the ledger. Returns lines to print."""
+    from node.client import Ack, LedgerClient
+    from node.config import load_client_profile, read_pseudonym_key, read_signing_key
+
+    profiles = {name: load_client_profile(path) for name, path in agencies}
+    keys = {name: read_signing_key(p.record_key) for name, p in profiles.items()
+            if p.record_key is not None}
+    names = list(keys)
+    with LedgerClient.from_profile(agencies[0][1]) as client:
+        if client.agreements().agreements:
+            return ["agreements already on the ledger: demo data not added again"]
+    lines = []
+    for i, provider in enumerate(names):
+        recipient, purpose = names[(i + 1) % len(names)], PURPOSES[i % len(PURPOSES)]
+        key_file = profiles[provider].pseudonym_key
+        subject_key = read_pseudonym_key(key_file) if key_file else os.urandom(32)
+        with LedgerClient.from_profile(dict(agencies)[provider]) as client:
+            now = int(time.time() * 1000)
+            draft = client.draft_agreement(
+                keys[provider], provider=provider, recipient=recipient, datasets=[DATASET],
+                purpose=purpose, legal_basis="Data Sharing (Demo) Act s.1",
+                valid_from_ms=now - 60_000, valid_until_ms=now + YEAR_MS)
+            consent = client.countersign_agreement(draft, keys[recipient])
+            agreement_id = client.submit_agreement(consent, keys[provider]).record_id
+            shared = [client.sharing_event(
+                keys[provider], agreement_id=agreement_id, provider=provider,
+                recipient=recipient, dataset=DATASET, purpose=purpose,
+                subject_pseudonym=pseudonym(subject_key, f"NIN-{1000 + n}"),
+                payload_commitment=commitment(os.urandom(16), f"payload {n}".encode()),
+                payload_size=9) for n in range(events)]
+            committed = sum(isinstance(r, Ack) for r in client.submit_many(shared))
+        lines.append(f"agreement {agreement_id.hex()[:16]} {provider} -> {recipient}"
+                     f" ({purpose}): {committed} of {events} events committed")
+    return lines

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ledger import merkle
 from ledger.limits import Limits
+from ledger.policy import PolicyFacts, facts_of
 from ledger.records import Envelope, Keyring, Record, verify_envelope
 
 
@@ -53,9 +54,10 @@ class Mempool:
         self._committed_index = committed_index
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._bytes = 0
-        # leaf hash -> record id of envelopes whose signature verified: a block's records are
-        # recognised by hashing their bytes, without parsing or verifying them again.
-        self._verified: OrderedDict[bytes, bytes] = OrderedDict()
+        # leaf hash -> (record id, policy facts) of envelopes whose signature verified: a
+        # block's records are recognised by hashing their bytes, without parsing,
+        # verifying or decoding them again.
+        self._verified: OrderedDict[bytes, tuple[bytes, PolicyFacts]] = OrderedDict()
         self._lock = threading.Lock()
         self.arrived = threading.Condition(self._lock)
 
@@ -87,7 +89,7 @@ class Mempool:
             self._check_room(len(raw))
             self._pending[rid] = record.envelope
             self._bytes += len(raw)
-            self._remember_verified(record.envelope)
+            self._remember_verified(record)
             self.arrived.notify_all()
         return record
 
@@ -97,10 +99,10 @@ class Mempool:
         if self._bytes + size > self._config.max_bytes:
             raise MempoolFull(f"mempool holds {self._bytes} bytes, its limit")
 
-    def _remember_verified(self, envelope: Envelope) -> None:
+    def _remember_verified(self, record: Record) -> None:
         # Bounded like the mempool itself: entries leave when their record is committed
         # (``remove``); the bound only evicts verdicts for records never committed.
-        self._verified[envelope.leaf_hash] = envelope.record_id
+        self._verified[record.envelope.leaf_hash] = (record.record_id, facts_of(record))
         while len(self._verified) > self._config.max_records:
             self._verified.popitem(last=False)
 
@@ -139,15 +141,21 @@ class Mempool:
         """
         leaves = merkle.leaf_hashes(raws)
         with self._lock:
-            ids = [self._verified.get(leaf) for leaf in leaves]
+            known = [self._verified.get(leaf) for leaf in leaves]
         out = []
-        for raw, leaf, rid in zip(raws, leaves, ids, strict=True):
-            if rid is None:
-                envelope = Envelope.from_bytes(raw, self._limits)
-                rid = envelope.record_id
-                if check_signatures:
-                    verify_envelope(envelope, self._keyring, self._network)
-                    with self._lock:
-                        self._remember_verified(envelope)
-            out.append((leaf, rid))
+        for raw, leaf, entry in zip(raws, leaves, known, strict=True):
+            if entry is not None:
+                out.append((leaf, entry[0]))
+                continue
+            envelope = Envelope.from_bytes(raw, self._limits)
+            if check_signatures:
+                record = verify_envelope(envelope, self._keyring, self._network)
+                with self._lock:
+                    self._remember_verified(record)
+            out.append((leaf, envelope.record_id))
         return out
+
+    def facts(self, leaf_hash: bytes) -> PolicyFacts | None:
+        """The policy facts of a record this node verified (None if unknown or evicted)."""
+        entry = self._verified.get(leaf_hash)
+        return None if entry is None else entry[1]

@@ -25,6 +25,7 @@ from ledger.blocks import Block
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, genesis_hash
 from ledger.ledger_store import Ledger
+from ledger.policy import PolicyBook, PolicyRules, PolicyView
 from ledger.storage import Storage, StorageConfig
 from node.app import BlockPolicy, LedgerApp
 from node.checkpoints import CheckpointCollector
@@ -71,6 +72,7 @@ class Node:
         self.storage = Storage(config.node.data_dir,
                                StorageConfig(map_size=config.storage.map_size))
         self.ledger = Ledger(self.storage, self.chain_id)
+        self.policy = PolicyBook(self.ledger, PolicyRules.from_genesis(self.genesis))
         self.metrics = Metrics()
         self.mempool_config = MempoolConfig(config.mempool.max_records, config.mempool.max_bytes)
         self.mempool = Mempool(self.network, self.genesis.keyring(), self.limits,
@@ -121,8 +123,9 @@ class Node:
             self.ledger, self.mempool, self.network, self.key.verifier.key_hash,
             BlockPolicy(c.max_block_records, c.max_block_bytes,
                         idle_block_interval_ms=0 if c.create_empty_blocks
-                        else c.timeout_propose_ms // 2),
-            self.limits,
+                        else c.timeout_propose_ms // 2,
+                        max_time_ahead_ms=c.max_block_time_ahead_ms),
+            self.limits, self.policy, on_refused=self.board.refused, log=self.log,
             clock_ms=lambda: int(time.time() * 1000) + self.config.node.clock_offset_ms,
         )
         consensus = ConsensusConfig(
@@ -342,6 +345,13 @@ class Node:
         self.driver.on_commit(cert, commit.block)
 
     # --- reads for the services --------------------------------------------------------
+
+    def policy_view(self) -> PolicyView:
+        """The sharing-policy state new records are admitted against: committed plus
+        decided-but-not-yet-written blocks."""
+        if self.driver is not None:
+            return self.driver.app.policy_view()
+        return self.policy.view()
 
     def committed_block(self, height: int) -> node_pb2.CommittedBlock:
         block = self.ledger.block(height)

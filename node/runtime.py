@@ -279,15 +279,9 @@ class ConsensusDriver:
             self.app.committed(action.height)  # catch-up applied it already
             return
         started = time.perf_counter()
-        staged = self.app.staged(action.height)
-        if staged is None:  # not staged by the decided() hook
+        if self.app.staged(action.height) is None:  # not staged by the decided() hook
             self.app.decided(action.height, action.block_id, action.block)
-            staged = self.app.staged(action.height)
-        assert staged is not None
-        block, ids, leaves = staged
-        self.ledger.commit_block(block, action.certificate.to_bytes(), record_ids=ids,
-                                 leaf_hashes=leaves)
-        self.app.committed(action.height)
+        block, ids, _, _ = self.app.commit_staged(action.height, action.certificate.to_bytes())
         self.board.committed(block, self.ledger.head.tree_size, ids)
         self.metrics.block_committed(block, time.perf_counter() - started)
         self.checkpoints.sign_and_share(block.header.tree_size)

@@ -5,11 +5,14 @@ Status codes (STYLE.md rule 2):
 - UNAUTHENTICATED: no pinned certificate, or a record whose signature does not verify or
   whose signer is unknown;
 - PERMISSION_DENIED: an agency submitting another agency's record, an auditor writing,
-  a client calling the peer service;
+  an agency recording a sharing event or revocation it is not a party to, a client
+  calling the peer service;
 - ALREADY_EXISTS: the record is already committed or pending;
 - RESOURCE_EXHAUSTED: an oversized record, a full mempool (back-pressure: retry later), or
   a store that refused a write (full LMDB map: the node halted until restarted);
-- FAILED_PRECONDITION: a write to an observer, a receipt before any final checkpoint;
+- FAILED_PRECONDITION: a write to an observer, a receipt before any final checkpoint, a
+  record the sharing policy refuses now (no active agreement covers a sharing event,
+  a revocation of an unknown or revoked agreement; the message names what is missing);
 - NOT_FOUND: no such record or checkpoint;
 - UNAVAILABLE: not committed before the deadline (the record stays pending).
 """
@@ -25,8 +28,16 @@ from typing import NoReturn
 
 import grpc
 
-from ledger.errors import FormatError, LedgerError, SignatureError, UsageError
-from ledger.records import Envelope
+from ledger.errors import (
+    FormatError,
+    LedgerError,
+    NotPermittedError,
+    PolicyError,
+    SignatureError,
+    UsageError,
+)
+from ledger.policy import AgreementState, facts_of
+from ledger.records import Envelope, Record
 from node.client import status_code
 from node.mempool import DuplicateRecord, MempoolFull
 from node.node import Node
@@ -106,6 +117,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED,
                                 f"client of {who.agency} may not submit records of"
                                 f" {record.body.agency}")
+        self._check_policy(record)
         node.board.expect(record.record_id)
         try:
             node.mempool.add(raw, checked=record)
@@ -123,6 +135,20 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         node.gossip_record(raw)
         node.metrics.submitted.inc()
         return record.envelope
+
+    def _check_policy(self, record: Record) -> None:
+        """The sharing policy against committed + staged state at this node's clock (the
+        block's validity check, at its own time, stays the authority)."""
+        try:
+            self.node.policy_view().check(facts_of(record), int(time.time() * 1000))
+        except NotPermittedError as exc:
+            raise SubmitRefused(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from exc
+        except PolicyError as exc:
+            raise SubmitRefused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
+        except SignatureError as exc:
+            raise SubmitRefused(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
+        except FormatError as exc:
+            raise SubmitRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
 
     def Submit(self, request: node_pb2.SubmitRequest, context: grpc.ServicerContext
                ) -> node_pb2.SubmitResponse:
@@ -195,7 +221,7 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         prefix = [waiting.popleft()]
         while waiting and len(prefix) < MAX_ACK_GROUP:
             item = waiting[0][1]
-            if isinstance(item, Envelope) and board.placed(item.record_id) is None:
+            if isinstance(item, Envelope) and not board.settled(item.record_id):
                 break
             prefix.append(waiting.popleft())
         return prefix
@@ -221,8 +247,14 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             rid = item.record_id
             try:
                 where = node.board.wait(rid, max(0.0, deadline - time.monotonic()))
+                refusal = node.board.refusal(rid)
             finally:
                 node.board.forget(rid)
+            if refusal is not None:
+                placements.append(node_pb2.Placement(
+                    record_id=rid, status=grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                    error=f"left out of a block: {refusal}"))
+                continue
             if where is None:
                 placements.append(_unavailable(rid, f"not committed within {timeout:.0f} s; it"
                                                " stays pending: look it up by id later"))
@@ -333,6 +365,28 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             root=node.ledger.tree.root(head.tree_size), mempool_records=len(node.mempool),
             connected_peers=node.peers.connected(),
         )
+
+    def ListAgreements(self, request: node_pb2.ListAgreementsRequest,
+                       context: grpc.ServicerContext) -> node_pb2.ListAgreementsResponse:
+        self._identity(context)  # auditors too: they read everything
+        book = self.node.policy
+        height, agreements = book.height, book.agreements  # one consistent dict (copy on write)
+        now = int(time.time() * 1000)
+        infos = [_agreement_info(state, now) for _, state in sorted(agreements.items())
+                 if not request.agency
+                 or request.agency in (state.agreement.provider, state.agreement.recipient)]
+        return node_pb2.ListAgreementsResponse(agreements=infos, height=height, time_ms=now)
+
+
+def _agreement_info(state: AgreementState, now_ms: int) -> node_pb2.AgreementInfo:
+    a = state.agreement
+    return node_pb2.AgreementInfo(
+        agreement_id=a.agreement_id, provider=a.provider, recipient=a.recipient,
+        datasets=sorted(a.datasets), purpose=a.purpose, legal_basis=a.legal_basis,
+        valid_from_ms=a.valid_from_ms, valid_until_ms=a.valid_until_ms,
+        revoked=state.revoked_at_ms is not None, revoked_at_ms=state.revoked_at_ms or 0,
+        status=state.status(now_ms),
+    )
 
 
 def _unavailable(record_id: bytes, message: str) -> node_pb2.Placement:

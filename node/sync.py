@@ -9,7 +9,9 @@ A peer that serves anything else is dropped and another one is tried.
 
 State sync: a node ``consensus.state_sync_gap`` or more blocks behind does not re-check record
 signatures of blocks under a verified certificate (2f+1 validators checked them before
-precommitting); it still checks every certificate, chain link and tree root.
+precommitting); it still checks every certificate, chain link and tree root. Either way
+the sharing-policy state is derived from the blocks' records and header times, exactly as
+live commits derive it, and written in each block's transaction (ledger/policy.py).
 """
 
 from __future__ import annotations
@@ -150,8 +152,13 @@ class BlockSync:
             if block.header.height != node.ledger.head.height + 1:
                 return  # consensus got there first
             started = time.perf_counter()
+            # The policy state is derived from the records themselves (state sync skips
+            # only their signatures), in the same transaction as the block.
+            policy = node.policy.changes_for(block.header.height, block.envelopes,
+                                             block.header.time_ms)
             node.ledger.commit_block(block, committed.certificate, record_ids=ids,
-                                     leaf_hashes=[leaf for leaf, _ in checked])
+                                     leaf_hashes=[leaf for leaf, _ in checked], policy=policy)
+            node.policy.absorb(policy)
             node.mempool.remove(ids, [leaf for leaf, _ in checked])
             node.board.committed(block, node.ledger.head.tree_size, ids)
             node.metrics.block_committed(block, time.perf_counter() - started)

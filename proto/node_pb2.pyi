@@ -136,6 +136,48 @@ class StatusResponse(_message.Message):
     connected_peers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, node: _Optional[str] = ..., role: _Optional[str] = ..., height: _Optional[int] = ..., tree_size: _Optional[int] = ..., root: _Optional[bytes] = ..., mempool_records: _Optional[int] = ..., connected_peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ListAgreementsRequest(_message.Message):
+    __slots__ = ("agency",)
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    agency: str
+    def __init__(self, agency: _Optional[str] = ...) -> None: ...
+
+class AgreementInfo(_message.Message):
+    __slots__ = ("agreement_id", "provider", "recipient", "datasets", "purpose", "legal_basis", "valid_from_ms", "valid_until_ms", "revoked", "revoked_at_ms", "status")
+    AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    agreement_id: bytes
+    provider: str
+    recipient: str
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    purpose: str
+    legal_basis: str
+    valid_from_ms: int
+    valid_until_ms: int
+    revoked: bool
+    revoked_at_ms: int
+    status: str
+    def __init__(self, agreement_id: _Optional[bytes] = ..., provider: _Optional[str] = ..., recipient: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., revoked_at_ms: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+
+class ListAgreementsResponse(_message.Message):
+    __slots__ = ("agreements", "height", "time_ms")
+    AGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    agreements: _containers.RepeatedCompositeFieldContainer[AgreementInfo]
+    height: int
+    time_ms: int
+    def __init__(self, agreements: _Optional[_Iterable[_Union[AgreementInfo, _Mapping]]] = ..., height: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
 class PeerMessage(_message.Message):
     __slots__ = ("proposal", "vote", "records", "checkpoint_signature", "block_request", "block", "commit", "hello")
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]

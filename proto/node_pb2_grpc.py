@@ -74,6 +74,11 @@ class LedgerStub:
                 request_serializer=proto_dot_node__pb2.StatusRequest.SerializeToString,
                 response_deserializer=proto_dot_node__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ListAgreements = channel.unary_unary(
+                '/shadowledger.v1.Ledger/ListAgreements',
+                request_serializer=proto_dot_node__pb2.ListAgreementsRequest.SerializeToString,
+                response_deserializer=proto_dot_node__pb2.ListAgreementsResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -132,6 +137,13 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgreements(self, request, context):
+        """The sharing agreements on the committed ledger and whether each is active now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +186,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=proto_dot_node__pb2.StatusRequest.FromString,
                     response_serializer=proto_dot_node__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListAgreements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgreements,
+                    request_deserializer=proto_dot_node__pb2.ListAgreementsRequest.FromString,
+                    response_serializer=proto_dot_node__pb2.ListAgreementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +409,33 @@ class Ledger:
             '/shadowledger.v1.Ledger/GetStatus',
             proto_dot_node__pb2.StatusRequest.SerializeToString,
             proto_dot_node__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgreements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shadowledger.v1.Ledger/ListAgreements',
+            proto_dot_node__pb2.ListAgreementsRequest.SerializeToString,
+            proto_dot_node__pb2.ListAgreementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ledger.keys import SigningKey
 from ledger.records import Envelope, sign_record
 from node.client import Ack, LedgerClient
 from node.config import load_client_profile, read_signing_key
@@ -98,10 +99,14 @@ class Cluster:
     def profile_path(self, agency: str) -> Path:
         return next(a.client_profile for a in self.net.agencies if a.name == agency)
 
-    def record(self, agency: str, i: int, **anchor: object) -> Envelope:
+    def key(self, agency: str) -> SigningKey:
+        """``agency``'s record-signing key, from its client profile."""
         profile = load_client_profile(self.profile_path(agency))
         assert profile.record_key is not None
-        key = read_signing_key(profile.record_key)
+        return read_signing_key(profile.record_key)
+
+    def record(self, agency: str, i: int, **anchor: object) -> Envelope:
+        key = self.key(agency)
         body = ledger_pb2.RecordBody(
             network=NETWORK, agency=agency, nonce=os.urandom(16),
             anchor=ledger_pb2.Anchor(source="registry/persons", version=str(i),

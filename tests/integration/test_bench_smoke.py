@@ -62,3 +62,23 @@ def test_cluster_benchmark_quick_mode(capsys: pytest.CaptureFixture[str]) -> Non
         pids += [r["pid"] for r in _rows(rows, "cluster.rss", "etcd")]
 
     assert pids and not any(_alive(pid) for pid in pids)  # every process was stopped
+
+
+def test_policy_benchmark_runs_both_kinds_side_by_side(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_policy
+
+    rows = bench_policy.run(quick=True, duration=3.0, rounds=1)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert printed == rows
+    costs = {r["records"]: r for r in rows if r["bench"] == "policy.check_us"}
+    assert set(costs) == {"anchor", "sharing_event"}
+    assert all(0 < r["value"] < 1000 and r["unit"] == "us/record" for r in costs.values())
+    phases = {r["records"]: r for r in rows if r["bench"] == "policy.throughput"}
+    assert set(phases) == {"anchor", "sharing_event"}
+    for row in phases.values():  # every event was covered: nothing refused, all committed
+        assert row["value"] > 0 and row["acked"] > 0
+        assert row["refused"] == {} and row["errors"] == []
+    (ratio,) = [r for r in rows if r["bench"] == "policy.ratio"]
+    assert ratio["value"] == pytest.approx(ratio["sharing_mean"] / ratio["anchor_mean"],
+                                           rel=0.02)
