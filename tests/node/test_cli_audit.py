@@ -21,7 +21,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = _run("demo", "--data", folder, "--records", "600", "--block-size", "100")
     assert done.returncode == 0, done.stderr
     assert "receipt verified" in done.stdout and "consistency verified" in done.stdout
-    assert "12 countersigned sharing agreements, then 600 events" in done.stdout
+    assert "committed 36 countersigned agreements and 600 sharing events" in done.stdout
     return folder
 
 
