@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     tls_id.add_argument("--days", type=int, default=365, help="validity in days")
     tls_id.add_argument("--force", action="store_true", help="overwrite existing files")
     tls_id.set_defaults(handler=cmd_tls_identity)
+
+    from node.mirror_cli import add_verbs as add_mirror_verbs
+
+    add_mirror_verbs(verbs)
     return parser
 
 
