@@ -121,9 +121,9 @@ class Mirror:
 
     def run(self, db: Source, spec: TableSpec) -> MirrorResult:
         started = time.monotonic()
+        spec = db.resolve(spec)  # bad table or column names fail before anything is sent
         self.state.bind(identity(self.writer, self.keys.source, spec.table))
         self.result.recovered = self.recover()
-        spec = db.resolve(spec)
         bar = progress_bar(db.count(spec.table), f"mirror {self.keys.source}", self.quiet)
         outbox = _Outbox(self.batch_rows)
         failure: list[BaseException] = []
@@ -188,9 +188,13 @@ class Mirror:
         """Settle the records a killed run wrote as pending: committed ones are marked,
         the others submitted again as the same bytes. Returns how many were settled."""
         pending = [Envelope.from_bytes(raw) for raw in self.state.pending()]
+        if not pending:
+            return 0
         resend = [env for env in pending if not self._mark_if_committed(env)]
         rows = {env.record_id: anchored_rows(decode_body(env.body).anchor) for env in resend}
-        for answer in self.client.submit_many([env.raw for env in resend], batch=16):
+        answers = self.client.submit_many([env.raw for env in resend], batch=16) if resend \
+            else iter(())
+        for answer in answers:
             if isinstance(answer, Refused) and answer.code == grpc.StatusCode.ALREADY_EXISTS:
                 self._await_commit(next(e for e in resend if e.record_id == answer.record_id))
                 continue

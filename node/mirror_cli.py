@@ -74,10 +74,12 @@ def cmd_mirror(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-rows must be 1..{MAX_BATCH_ROWS}")
     profile, writer = _profile(args)
     keys = RowKeys.derive(read_secret(Path(args.secret), create=True), args.source)
-    with Source.open(args.db) as db, MirrorState(_state_path(args, profile, False)) as state, \
-            LedgerClient.from_profile(args.profile) as client:
-        result = Mirror(client, writer, state, keys, args.batch_rows, args.quiet).run(
-            db, _spec(args))
+    with Source.open(args.db) as db:
+        spec = db.resolve(_spec(args))  # a wrong table or column leaves no state behind
+        with MirrorState(_state_path(args, profile, False)) as state, \
+                LedgerClient.from_profile(args.profile) as client:
+            result = Mirror(client, writer, state, keys, args.batch_rows, args.quiet).run(
+                db, spec)
     if args.json:
         print(json.dumps({"source": args.source, **asdict(result)}))
         return 0

@@ -159,8 +159,8 @@ class Reconciler:
 
     def run(self, db: Source, spec: TableSpec, evidence: Path | None) -> ReconcileReport:
         started = time.monotonic()
-        self.state.bind(identity(self.writer, self.keys.source, spec.table))
         spec = db.resolve(spec)
+        self.state.bind(identity(self.writer, self.keys.source, spec.table))
         report = ReconcileReport(self.keys.source, spec.table, evidence=evidence)
         view = LedgerView()
         raw = _Raw()
