@@ -33,8 +33,11 @@ from proto import ledger_pb2
 
 RECORD_BUDGET = DEFAULT_LIMITS.max_record_bytes - 2048
 """Bytes of rows per anchor record: under the record limit with room for the envelope."""
-IN_FLIGHT_RECORDS = 64
-"""Anchor records submitted and not yet acknowledged (bounds the node's mempool use)."""
+IN_FLIGHT_ROWS = 32_768
+"""Rows submitted and not yet acknowledged: bounds the node's mempool use, and keeps
+enough in flight to cover the commit latency (64 records of 512 rows; more, smaller
+records when --batch-rows is small, up to ``MAX_IN_FLIGHT_RECORDS``)."""
+MAX_IN_FLIGHT_RECORDS = 4096
 SETTLE_TIMEOUT = 120.0
 """How long a re-run waits for a record of a killed run that is still in a mempool."""
 
@@ -91,9 +94,16 @@ class _Outbox:
     batch_rows: int
     rows: list[Row] = field(default_factory=list)
     size: int = 0
+    signed: list[tuple[Envelope, list[Row]]] = field(default_factory=list)
     sent: dict[bytes, list[Row]] = field(default_factory=dict)
-    window: threading.Semaphore = field(
-        default_factory=lambda: threading.Semaphore(IN_FLIGHT_RECORDS))
+    window: threading.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.window = threading.Semaphore(self.in_flight)
+
+    @property
+    def in_flight(self) -> int:
+        return max(1, min(MAX_IN_FLIGHT_RECORDS, IN_FLIGHT_ROWS // self.batch_rows))
 
     def add(self, row: Row) -> bool:
         """Queue a row; whether a record is now full."""
@@ -104,6 +114,11 @@ class _Outbox:
     def take(self) -> list[Row]:
         rows, self.rows, self.size = self.rows, [], 0
         return rows
+
+    @property
+    def per_message(self) -> int:
+        """Records per gRPC message, per pending-state transaction and per ack flush."""
+        return max(1, min(256, self.in_flight // 4))
 
 
 class Mirror:
@@ -127,13 +142,24 @@ class Mirror:
         bar = progress_bar(db.count(spec.table), f"mirror {self.keys.source}", self.quiet)
         outbox = _Outbox(self.batch_rows)
         failure: list[BaseException] = []
+        acks: list[tuple[bytes, int, list[Row]]] = []
+        flushed = time.monotonic()
         try:
             envelopes = self._envelopes(db, spec, outbox, bar, failure)
-            for answer in self.client.submit_many(envelopes, batch=16):
+            for answer in self.client.submit_many(envelopes, batch=outbox.per_message):
                 outbox.window.release()
-                self._settle(answer, outbox.sent.pop(answer.record_id))
+                rows = outbox.sent.pop(answer.record_id)
+                if isinstance(answer, Refused):
+                    self.state.drop_pending(answer.record_id)
+                    raise MirrorError(answer.code, f"anchor record refused: {answer.message}")
+                acks.append((answer.record_id, answer.index, rows))
+                self._count(answer)
+                if len(acks) >= outbox.per_message or time.monotonic() - flushed > 0.5:
+                    self.state.mark_anchored(acks)
+                    acks, flushed = [], time.monotonic()
         finally:
             bar.close()
+            self.state.mark_anchored(acks)  # what was acknowledged stays acknowledged
         if failure:
             raise failure[0]
         self.result.seconds = time.monotonic() - started
@@ -156,31 +182,45 @@ class Mirror:
                     else:
                         self.result.rows_changed += 1
                     if outbox.add((nym, version, commit)):
-                        yield self._send(outbox)
+                        self._sign(outbox)
+                        if len(outbox.signed) >= outbox.per_message:
+                            yield from self._release(outbox)
                 self.result.rows_read += len(batch)
                 bar.update(len(batch))
+                yield from self._release(outbox)
             if outbox.rows:
-                yield self._send(outbox)
+                self._sign(outbox)
+            yield from self._release(outbox)
         except BaseException as exc:  # surfaced by run(): this thread has no caller
             failure.append(exc)
 
-    def _send(self, outbox: _Outbox) -> bytes:
+    def _sign(self, outbox: _Outbox) -> None:
         rows = outbox.take()
-        envelope = sign_anchor(self.writer, self.keys.source, rows)
-        self.state.add_pending(envelope.record_id, envelope.raw)  # durable before it leaves
-        outbox.sent[envelope.record_id] = rows
-        outbox.window.acquire()
-        return envelope.raw
+        outbox.signed.append((sign_anchor(self.writer, self.keys.source, rows), rows))
+
+    def _release(self, outbox: _Outbox) -> Iterator[bytes]:
+        """Persist the signed records as pending (one synced transaction), then send them."""
+        if not outbox.signed:
+            return
+        signed, outbox.signed = outbox.signed, []
+        self.state.add_pending([(env.record_id, env.raw) for env, _ in signed])
+        for env, rows in signed:
+            outbox.sent[env.record_id] = rows
+            outbox.window.acquire()
+            yield env.raw
+
+    def _count(self, ack: Ack) -> None:
+        self.result.records += 1
+        if self.result.first_index is None:
+            self.result.first_index = ack.index
+        self.result.last_index = ack.index
 
     def _settle(self, answer: Ack | Refused, rows: list[Row]) -> None:
         if isinstance(answer, Refused):
             self.state.drop_pending(answer.record_id)
             raise MirrorError(answer.code, f"anchor record refused: {answer.message}")
-        self.state.mark_anchored(answer.record_id, answer.index, rows)
-        self.result.records += 1
-        if self.result.first_index is None:
-            self.result.first_index = answer.index
-        self.result.last_index = answer.index
+        self.state.mark_anchored([(answer.record_id, answer.index, rows)])
+        self._count(answer)
 
     # --- after a crash -------------------------------------------------------------------
 
@@ -208,8 +248,8 @@ class Mirror:
             if exc.code == grpc.StatusCode.NOT_FOUND:
                 return False
             raise
-        self.state.mark_anchored(env.record_id, found.index,
-                                 anchored_rows(found.record.body.anchor))
+        self.state.mark_anchored(
+            [(env.record_id, found.index, anchored_rows(found.record.body.anchor))])
         return True
 
     def _await_commit(self, env: Envelope) -> None:

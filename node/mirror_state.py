@@ -107,26 +107,32 @@ class MirrorState:
 
     # --- updates (each one durable transaction) -----------------------------------------
 
-    def add_pending(self, record_id: bytes, envelope: bytes) -> None:
+    def add_pending(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """(record id, envelope) of records about to be sent, in one synced transaction."""
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            self._db.execute("INSERT OR IGNORE INTO pending VALUES (?, ?)", (record_id, envelope))
+            self._db.executemany("INSERT OR IGNORE INTO pending VALUES (?, ?)", records)
 
     def drop_pending(self, record_id: bytes) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
 
-    def mark_anchored(self, record_id: bytes, index: int, rows: Iterable[Row]) -> None:
-        """The record at ``index`` holds ``rows``: they become the anchored versions
-        (unless a later record already anchored a row: then that one stays)."""
+    def mark_anchored(self, acks: Sequence[tuple[bytes, int, Iterable[Row]]]) -> None:
+        """Each (record id, ledger index, rows): the record at that index holds the rows;
+        they become the anchored versions (unless a later record already anchored a row:
+        then that one stays). One synced transaction for all."""
+        if not acks:
+            return
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO rows VALUES (?, ?, ?, ?) ON CONFLICT(pseudonym) DO UPDATE SET"
-                " version = excluded.version, commitment = excluded.commitment,"
-                " record_index = excluded.record_index"
-                " WHERE excluded.record_index >= rows.record_index",
-                ((nym, version, commit, index) for nym, version, commit in rows))
-            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?)", (index, record_id))
-            self._db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
+            for record_id, index, rows in acks:
+                self._db.executemany(
+                    "INSERT INTO rows VALUES (?, ?, ?, ?) ON CONFLICT(pseudonym) DO UPDATE SET"
+                    " version = excluded.version, commitment = excluded.commitment,"
+                    " record_index = excluded.record_index"
+                    " WHERE excluded.record_index >= rows.record_index",
+                    ((nym, version, commit, index) for nym, version, commit in rows))
+                self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?)",
+                                 (index, record_id))
+                self._db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))

@@ -28,11 +28,10 @@ def test_state_is_bound_to_one_source(tmp_path: Path) -> None:
 def test_pending_then_acknowledged(tmp_path: Path) -> None:
     path = tmp_path / "s.state"
     with MirrorState(path) as state:
-        state.add_pending(b"r1", b"envelope-1")
-        state.add_pending(b"r2", b"envelope-2")
+        state.add_pending([(b"r1", b"envelope-1"), (b"r2", b"envelope-2")])
     with MirrorState(path) as state:  # survives a restart
         assert sorted(state.pending()) == [b"envelope-1", b"envelope-2"]
-        state.mark_anchored(b"r1", 7, [_row(1), _row(2)])
+        state.mark_anchored([(b"r1", 7, [_row(1), _row(2)])])
         assert state.pending() == [b"envelope-2"]
         assert state.commitments([_row(1)[0], _row(3)[0]]) == {_row(1)[0]: _row(1)[2]}
         assert state.record_indices() == [7]
@@ -41,8 +40,8 @@ def test_pending_then_acknowledged(tmp_path: Path) -> None:
 def test_a_later_record_wins_whatever_order_acks_are_stored_in(tmp_path: Path) -> None:
     with MirrorState(tmp_path / "s.state") as state:
         newer = (_row(1)[0], "2", b"n" * 32)
-        state.mark_anchored(b"r9", 9, [newer])
-        state.mark_anchored(b"r3", 3, [_row(1)])  # e.g. settled late after a crash
+        state.mark_anchored([(b"r9", 9, [newer])])
+        state.mark_anchored([(b"r3", 3, [_row(1)])])  # e.g. settled late after a crash
         assert list(state.rows()) == [(*newer, 9)]
         assert state.record_indices() == [3, 9]
 
@@ -50,7 +49,7 @@ def test_a_later_record_wins_whatever_order_acks_are_stored_in(tmp_path: Path) -
 def test_lookups_beyond_one_query(tmp_path: Path) -> None:
     with MirrorState(tmp_path / "s.state") as state:
         rows = [(i.to_bytes(32, "big"), "1", b"c" * 32) for i in range(2500)]
-        state.mark_anchored(b"r", 0, rows)
+        state.mark_anchored([(b"r", 0, rows)])
         assert len(state.commitments([r[0] for r in rows])) == 2500
 
 
