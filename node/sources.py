@@ -60,7 +60,8 @@ class Source:
             raise SourceError(f"no SQLite database at {path} (for PostgreSQL give a"
                               " postgresql://user@host:port/db DSN)")
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True,
+                                   check_same_thread=False)
         except sqlite3.Error as exc:
             raise SourceError(f"cannot open SQLite database {path}: {exc}") from exc
         return cls(conn, dsn, server_cursor=False)
