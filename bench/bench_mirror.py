@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_cluster import LedgerNetwork, RssSampler
+from bench.bench_cluster import LedgerNetwork, RssSampler, cpu_seconds
 
 AGENCY = "tax-agency"
 FULL_ROWS, QUICK_ROWS = 1_000_000, 20_000
@@ -63,6 +64,7 @@ def _run(verb: str, db: Path, profile: Path, folder: Path, *extra: str,
             "--profile", str(profile), "--secret", str(folder / "secret"),
             "--state", str(folder / f"{db.stem}.state"), "--quiet", "--json", *extra]
     started = time.monotonic()
+    cpu0 = _children_cpu()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = None
     if sampler_pids is not None:
@@ -75,7 +77,17 @@ def _run(verb: str, db: Path, profile: Path, folder: Path, *extra: str,
     if proc.returncode != 0:
         raise RuntimeError(f"{verb} failed ({proc.returncode}): {err[-2000:]}")
     result: dict[str, Any] = json.loads(out)
+    result["client_cpu_s"] = round(_children_cpu() - cpu0, 1)  # the CLI process (waited)
     return result, wall, peak
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _nodes_cpu(network: LedgerNetwork) -> float:
+    return sum(cpu_seconds(pid) for pid in network.pids.values())
 
 
 def hash_only(db: Path) -> float:
@@ -88,8 +100,7 @@ def hash_only(db: Path) -> float:
         hasher = RowHasher(RowKeys.derive(bytes(32), "bench"), spec.columns)
         started, n = time.monotonic(), 0
         for batch in source.rows(spec):
-            for row in batch:
-                hasher.digest(row)
+            hasher.digest_many(batch)
             n += len(batch)
     return n / (time.monotonic() - started)
 
@@ -107,15 +118,21 @@ def run(quick: bool = False, rows: int | None = None) -> list[dict[str, Any]]:
         make_table(base_db, baseline)
         with LedgerNetwork(folder / "net") as network:
             profile = network.profile(AGENCY)
+            nodes0 = _nodes_cpu(network)
             full, wall, _ = _run("mirror", main_db, profile, folder)
             rate = full["rows_read"] / full["seconds"]
             _emit(results, bench="mirror.rows_per_s", value=round(rate), unit="rows/s",
                   rows=full["rows_read"], records=full["records"], seconds=round(
-                      full["seconds"], 1), wall_s=round(wall, 1), target=5000)
+                      full["seconds"], 1), wall_s=round(wall, 1),
+                  client_cpu_s=full["client_cpu_s"],
+                  nodes_cpu_s=round(_nodes_cpu(network) - nodes0, 1), target=5000)
+            nodes0 = _nodes_cpu(network)
             per_row, _, _ = _run("mirror", base_db, profile, folder, "--batch-rows", "1")
             base_rate = per_row["rows_read"] / per_row["seconds"]
             _emit(results, bench="mirror.per_row_baseline", value=round(base_rate),
                   unit="rows/s", rows=per_row["rows_read"], records=per_row["records"],
+                  client_cpu_s=per_row["client_cpu_s"],
+                  nodes_cpu_s=round(_nodes_cpu(network) - nodes0, 1),
                   ratio_batch_vs_per_row=round(rate / base_rate, 2))
 
             changed = random.Random(7).sample(range(n), max(1, n // 100))
@@ -135,6 +152,7 @@ def run(quick: bool = False, rows: int | None = None) -> list[dict[str, Any]]:
                   rows=report["rows_checked"], records_verified=report[
                       "anchor_records_verified"], seconds=report["seconds"],
                   ledger_s=report["ledger_seconds"], wall_s=round(wall, 1),
+                  client_cpu_s=report["client_cpu_s"],
                   findings=report["counts"],
                   peak_rss_mib=round(peak / 1024, 1) if peak else None, target=50_000)
         local = hash_only(main_db)

@@ -150,8 +150,8 @@ class Mirror:
                 outbox.window.release()
                 rows = outbox.sent.pop(answer.record_id)
                 if isinstance(answer, Refused):
-                    self.state.drop_pending(answer.record_id)
-                    raise MirrorError(answer.code, f"anchor record refused: {answer.message}")
+                    self._settle(answer, rows)  # raises
+                    continue
                 acks.append((answer.record_id, answer.index, rows))
                 self._count(answer)
                 if len(acks) >= outbox.per_message or time.monotonic() - flushed > 0.5:
@@ -171,7 +171,7 @@ class Mirror:
         hasher = RowHasher(self.keys, spec.columns)
         try:
             for batch in db.rows(spec):
-                digests = [hasher.digest(row) for row in batch]
+                digests = hasher.digest_many(batch)
                 known = self.state.commitments([nym for _, nym, _, _ in digests])
                 for _, nym, version, commit in digests:
                     old = known.get(nym)

@@ -125,15 +125,19 @@ class LedgerView:
 
     def get(self, nym: bytes) -> tuple[bytes, int] | None:
         held = self._rows.get(nym)
-        return None if held is None else (held[:-_INDEX], int.from_bytes(held[-_INDEX:]))
+        return None if held is None else (held[:-_INDEX], _index_of(held))
 
-    def take(self, nym: bytes) -> tuple[bytes, int] | None:
-        """Like ``get``, and forget the row: what is left at the end was deleted."""
-        held = self._rows.pop(nym, None)
-        return None if held is None else (held[:-_INDEX], int.from_bytes(held[-_INDEX:]))
+    def take(self, nym: bytes) -> bytes | None:
+        """The row's commitment || record index, and forget it: what is left at the end
+        was deleted (no tuple per row: this runs once per row of the table)."""
+        return self._rows.pop(nym, None)
 
     def remaining(self) -> list[tuple[bytes, int]]:
-        return sorted((nym, int.from_bytes(held[-_INDEX:])) for nym, held in self._rows.items())
+        return sorted((nym, _index_of(held)) for nym, held in self._rows.items())
+
+
+def _index_of(held: bytes) -> int:
+    return int.from_bytes(held[-_INDEX:])
 
 
 @dataclass
@@ -222,13 +226,12 @@ class Reconciler:
         bar = progress_bar(db.count(spec.table), f"reconcile {self.keys.source}", self.quiet)
         try:
             for batch in db.rows(spec):
-                for row in batch:
-                    key, nym, version, commit = hasher.digest(row)
+                for key, nym, version, commit in hasher.digest_many(batch):
                     held = view.take(nym)
                     if held is None:
                         raw.unanchored.append((key, nym, version))
-                    elif held[0] != commit:
-                        raw.changed.append((key, nym, version, held[1]))
+                    elif not held.startswith(commit):
+                        raw.changed.append((key, nym, version, _index_of(held)))
                 report.rows_checked += len(batch)
                 bar.update(len(batch))
         finally:

@@ -254,3 +254,43 @@ def test_bad_input_is_refused_with_a_clear_message(cluster: Cluster, tmp_path: P
     assert done.returncode == 2 and "cannot sign anchors" in done.stderr
     done = _cli("mirror", *options, "--batch-rows", "0")
     assert done.returncode == 2 and "--batch-rows must be 1..2000" in done.stderr
+
+
+def _on_terminal(*args: str | Path) -> tuple[int, str]:
+    """Run the CLI with stderr on a pseudo-terminal; (exit code, what the terminal got)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen([*EXE, *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return proc.wait(timeout=300), b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_only(cluster: Cluster, tmp_path: Path) -> None:
+    table = Table(str(tmp_path / "authority.db"), "people", "sqlite")
+    table.create(2000)
+    options = _options(cluster, table, "registry/progress", tmp_path)
+    code, shown = _on_terminal("mirror", *options)
+    assert code == 0 and "mirror registry/progress" in shown and "2.00k/2.00k" in shown
+    code, shown = _on_terminal("reconcile", *options, "--evidence", tmp_path / "ev")
+    assert code == 0 and "verify anchors" in shown and "reconcile registry/progress" in shown
+    code, shown = _on_terminal("reconcile", *options, "--quiet", "--evidence", tmp_path / "ev")
+    assert code == 0 and shown == ""
+    piped = _cli("mirror", *options)  # stderr is a pipe: no bar
+    assert piped.returncode == 0 and piped.stderr == ""
