@@ -25,6 +25,9 @@ from tests.integration.postgres import postgres_server
 pytestmark = pytest.mark.timeout(900)
 EXE = [sys.executable, "-m", "node.cli"]
 AGENCY = "tax-agency"
+KILL_ROWS, KILL_BATCH = 60_000, 20
+"""3,000 records: long enough a run that the kill lands in the middle even on a fast
+machine (acknowledgements reach the state at least every 0.5 s)."""
 
 
 @dataclass
@@ -204,14 +207,15 @@ def _anchored_records(state: Path) -> int:
 def test_killed_mirror_rerun_anchors_nothing_twice_and_misses_nothing(
         cluster: Cluster, tmp_path: Path) -> None:
     table = Table(str(tmp_path / "authority.db"), "people", "sqlite")
-    table.create(20_000)
+    table.create(KILL_ROWS)
     source = "registry/killed-mid-run"
     options = _options(cluster, table, source, tmp_path)
-    proc = subprocess.Popen([*EXE, "mirror", *map(str, options), "--batch-rows", "40"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*EXE, "mirror", *map(str, options), "--batch-rows", str(KILL_BATCH)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300
-        while _anchored_records(tmp_path / "mirror.state") < 40:
+        while _anchored_records(tmp_path / "mirror.state") < 20:
             assert proc.poll() is None, "the mirror ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -220,15 +224,16 @@ def test_killed_mirror_rerun_anchors_nothing_twice_and_misses_nothing(
         proc.kill()
         proc.wait(timeout=30)
     before = _anchored_records(tmp_path / "mirror.state")
-    assert before < 500, "killed too late: the run had (almost) finished"
+    assert before < KILL_ROWS // KILL_BATCH, "killed too late: the run had finished"
 
-    rerun = _mirror(options, "--batch-rows", "40")
-    assert rerun["rows_read"] == 20_000
-    assert rerun["rows_new"] <= 20_000 - before * 40  # what was acknowledged is not re-sent
+    rerun = _mirror(options, "--batch-rows", str(KILL_BATCH))
+    assert rerun["rows_read"] == KILL_ROWS
+    assert rerun["recovered"] > 0  # records sent but not yet acknowledged when killed
+    assert rerun["rows_new"] <= KILL_ROWS - before * KILL_BATCH  # acknowledged: not re-sent
 
     keys = RowKeys.derive((tmp_path / "mirror.secret").read_bytes(), source)
     seen = _ledger_rows(cluster, source)
-    assert set(seen) == {keys.pseudonym(str(i)) for i in range(20_000)}  # nothing missed
+    assert set(seen) == {keys.pseudonym(str(i)) for i in range(KILL_ROWS)}  # nothing missed
     assert max(seen.values()) == 1  # nothing twice
 
     done = _cli("reconcile", *options, "--json", "--evidence", tmp_path / "evidence")
