@@ -6,7 +6,8 @@
    pseudonym the row of the latest record wins. The state is only an index of records:
    a state row that disagrees with the ledger is itself reported (``state-mismatch``).
 2. The table is read once and every row hashed locally (``ledger.anchors``, same keys as
-   the mirror), then compared with the ledger view in batches: a different commitment is
+   the mirror) by a child process (``node/scan.py``) that starts at once, so hashing
+   runs on another core while step 1 runs; then compared with the ledger view: a different commitment is
    ``changed``, an unknown pseudonym ``unanchored``; ledger rows never seen are ``deleted``.
 3. Every finding that concerns an anchored row names the record holding it; that record's
    envelope and tlog-proof receipt are written to the evidence folder, where
@@ -23,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.anchors import Row, RowHasher, RowKeys, anchored_rows, findings_digest
+from ledger.anchors import Row, RowKeys, anchored_rows, findings_digest
 from ledger.errors import VerificationError
 from ledger.records import sign_record
 from node.client import Ack, LedgerClient, VerifiedRecord
 from node.mirror import Writer, identity
 from node.mirror_state import MirrorState
 from node.progress import progress_bar
+from node.scan import DIGESTS, ScanBatch, ScanProcess
 from node.sources import Source, TableSpec
 from proto import ledger_pb2
 
@@ -170,10 +172,12 @@ class Reconciler:
         report = ReconcileReport(self.keys.source, spec.table, evidence=evidence)
         view = LedgerView()
         raw = _Raw()
-        self._load_ledger(view, report)
-        report.ledger_seconds = time.monotonic() - started
-        self._check_state(view, raw)
-        self._scan(db, spec, view, raw, report)
+        total = db.count(spec.table)
+        with ScanProcess(db.dsn, spec, self.keys) as scan:  # hashes while we verify
+            self._load_ledger(view, report)
+            report.ledger_seconds = time.monotonic() - started
+            self._check_state(view, raw)
+            self._compare(scan.batches(), total, view, raw, report)
         raw.deleted = view.remaining()
         del view
         self._resolve(raw, report, evidence)
@@ -220,20 +224,20 @@ class Reconciler:
             raw.mismatch += [(nym, None, i) for nym, i in view.remaining()
                              if nym not in in_state]
 
-    def _scan(self, db: Source, spec: TableSpec, view: LedgerView, raw: _Raw,
-              report: ReconcileReport) -> None:
-        hasher = RowHasher(self.keys, spec.columns)
-        bar = progress_bar(db.count(spec.table), f"reconcile {self.keys.source}", self.quiet)
+    def _compare(self, batches: Iterable[ScanBatch], total: int, view: LedgerView,
+                 raw: _Raw, report: ReconcileReport) -> None:
+        bar = progress_bar(total, f"reconcile {self.keys.source}", self.quiet)
         try:
-            for batch in db.rows(spec):
-                for key, nym, version, commit in hasher.digest_many(batch):
+            for packed, keys, versions in batches:
+                for i in range(len(keys)):
+                    nym = packed[DIGESTS * i:DIGESTS * i + 32]
                     held = view.take(nym)
                     if held is None:
-                        raw.unanchored.append((key, nym, version))
-                    elif not held.startswith(commit):
-                        raw.changed.append((key, nym, version, _index_of(held)))
-                report.rows_checked += len(batch)
-                bar.update(len(batch))
+                        raw.unanchored.append((keys[i], nym, versions[i]))
+                    elif held[:32] != packed[DIGESTS * i + 32:DIGESTS * (i + 1)]:
+                        raw.changed.append((keys[i], nym, versions[i], _index_of(held)))
+                report.rows_checked += len(keys)
+                bar.update(len(keys))
         finally:
             bar.close()
 

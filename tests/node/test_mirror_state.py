@@ -1,4 +1,5 @@
-"""The mirror's local state file and the SQLite source reader (no network)."""
+"""The mirror's local state file, the SQLite source reader and the scan process (no
+network)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ledger.anchors import RowHasher, RowKeys
 from node.mirror_state import MirrorState, StateError
+from node.scan import DIGESTS, ScanProcess
 from node.sources import Source, SourceError, TableSpec, quote
 
 IDENTITY = {"network": "n", "agency": "a", "source": "s", "table": "t"}
@@ -88,3 +91,24 @@ def test_identifiers_are_quoted() -> None:
     assert quote('public.t"x') == '"public"."t""x"'
     with pytest.raises(SourceError):
         quote("")
+
+
+def test_scan_process_packs_what_the_hasher_computes(db: Path) -> None:
+    keys = RowKeys.derive(bytes(32), "s")
+    with Source.open(str(db)) as source:
+        spec = source.resolve(TableSpec('odd "name"', "id", "v", ("x",)))
+        expected = [d for batch in source.rows(spec)
+                    for d in RowHasher(keys, spec.columns).digest_many(batch)]
+    with ScanProcess(str(db), spec, keys) as scan:
+        got = [(k, packed[DIGESTS * i:DIGESTS * i + 32], v,
+                packed[DIGESTS * i + 32:DIGESTS * (i + 1)])
+               for packed, ks, vs in scan.batches()
+               for i, (k, v) in enumerate(zip(ks, vs, strict=True))]
+    assert got == expected and len(got) == 12_000
+
+
+def test_scan_process_reports_a_failure(tmp_path: Path) -> None:
+    spec = TableSpec("t", "id", "v", ("x",))
+    with ScanProcess(str(tmp_path / "gone.db"), spec, RowKeys.derive(bytes(32), "s")) as scan, \
+            pytest.raises(SourceError, match="reading 't' failed: no SQLite database at"):
+        list(scan.batches())
