@@ -7,8 +7,9 @@
    a state row that disagrees with the ledger is itself reported (``state-mismatch``).
 2. The table is read once and every row hashed locally (``ledger.anchors``, same keys as
    the mirror) by a child process (``node/scan.py``) that starts at once, so hashing
-   runs on another core while step 1 runs; then compared with the ledger view: a different commitment is
-   ``changed``, an unknown pseudonym ``unanchored``; ledger rows never seen are ``deleted``.
+   runs on another core while step 1 runs; then compared with the ledger view: a
+   different commitment is ``changed``, an unknown pseudonym ``unanchored``; ledger rows
+   never seen are ``deleted``.
 3. Every finding that concerns an anchored row names the record holding it; that record's
    envelope and tlog-proof receipt are written to the evidence folder, where
    ``shadowledger audit verify-receipt`` checks them offline.
