@@ -36,10 +36,10 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Debian packages some tests drive for real: systemd (systemd-analyze verify of deploy/),
-# chromium (the explorer's screenshot test). Installed only when missing and when running
-# as root with apt-get; otherwise the tests that need them say what to install (and fail
-# under CI=true rather than skip).
-SYSTEM_PKGS ?= systemd chromium fonts-dejavu-core
+# chromium (the explorer's screenshot test), postgresql (the mirror's tests run a real
+# server). Installed only when missing and when running as root with apt-get; otherwise
+# the tests that need them say what to install (and fail under CI=true rather than skip).
+SYSTEM_PKGS ?= systemd chromium fonts-dejavu-core postgresql
 system-deps:
 	@missing=""; for p in $(SYSTEM_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from ledger import merkle
+from ledger.anchors import check_rows
 from ledger.errors import FormatError, SignatureError
 from ledger.keys import SigningKey, VerifierKey
 from ledger.limits import DEFAULT_LIMITS, Limits
@@ -193,4 +194,6 @@ def decode_body(data: bytes) -> ledger_pb2.RecordBody:
         raise FormatError(f"record nonce is {len(body.nonce)} bytes, want {NONCE_MIN}..{NONCE_MAX}")
     if not body.agency or not body.network:
         raise FormatError("record body must name its network and agency")
+    if body.WhichOneof("kind") == "anchor":
+        check_rows(body.anchor)
     return body

@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     from node.agreement_cli import add_agreement_parser
 
     add_agreement_parser(verbs)
+
+    from node.mirror_cli import add_verbs as add_mirror_verbs
+
+    add_mirror_verbs(verbs)
     return parser
 
 

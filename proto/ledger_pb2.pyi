@@ -61,16 +61,28 @@ class SharingEvent(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., recipient: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., agreement_id: _Optional[bytes] = ..., subject_pseudonym: _Optional[bytes] = ..., payload_commitment: _Optional[bytes] = ..., payload_size: _Optional[int] = ...) -> None: ...
 
 class Anchor(_message.Message):
-    __slots__ = ("source", "key_pseudonym", "version", "commitment")
+    __slots__ = ("source", "key_pseudonym", "version", "commitment", "rows")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     KEY_PSEUDONYM_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     source: str
     key_pseudonym: bytes
     version: str
     commitment: bytes
-    def __init__(self, source: _Optional[str] = ..., key_pseudonym: _Optional[bytes] = ..., version: _Optional[str] = ..., commitment: _Optional[bytes] = ...) -> None: ...
+    rows: _containers.RepeatedCompositeFieldContainer[AnchoredRow]
+    def __init__(self, source: _Optional[str] = ..., key_pseudonym: _Optional[bytes] = ..., version: _Optional[str] = ..., commitment: _Optional[bytes] = ..., rows: _Optional[_Iterable[_Union[AnchoredRow, _Mapping]]] = ...) -> None: ...
+
+class AnchoredRow(_message.Message):
+    __slots__ = ("key_pseudonym", "version", "commitment")
+    KEY_PSEUDONYM_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    key_pseudonym: bytes
+    version: str
+    commitment: bytes
+    def __init__(self, key_pseudonym: _Optional[bytes] = ..., version: _Optional[str] = ..., commitment: _Optional[bytes] = ...) -> None: ...
 
 class SharingAgreement(_message.Message):
     __slots__ = ("provider", "recipient", "datasets", "purpose", "legal_basis", "valid_from_ms", "valid_until_ms", "countersigner", "countersignature")
