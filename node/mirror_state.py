@@ -70,9 +70,6 @@ class MirrorState:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", identity.items())
 
-    def is_empty(self) -> bool:
-        return self._db.execute("SELECT 1 FROM meta LIMIT 1").fetchone() is None
-
     # --- lookups -------------------------------------------------------------------------
 
     def commitments(self, pseudonyms: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -86,10 +83,6 @@ class MirrorState:
                     f"SELECT pseudonym, commitment FROM rows WHERE pseudonym IN ({marks})",
                     chunk).fetchall())
         return found
-
-    def row_count(self) -> int:
-        n: int = self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
-        return n
 
     def record_indices(self) -> list[int]:
         return [i for (i,) in self._db.execute(
