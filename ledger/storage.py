@@ -17,7 +17,7 @@ from typing import Any
 
 import lmdb
 
-from ledger.errors import CorruptStoreError, StorageError, UsageError
+from ledger.errors import CorruptStoreError, StorageError
 
 LAYOUT = b"shadowledger/lmdb/1"
 """Written at creation; a store with another layout is refused, never reinterpreted."""
@@ -42,14 +42,14 @@ class StorageConfig:
     map_size: int = 64 << 30
     sync: bool = True
     max_readers: int = 126
+    readonly: bool = False
+    """Open for reading only (an explorer over another process's store): nothing is
+    created or written, and the store must already exist."""
     trim_every: int = 16
     """Drop the map's resident pages after this many write transactions (0 = never).
 
     Each block inserts its record ids at random places of an index, touching up to one
     page per record: trimming often keeps that from piling up between trims."""
-    readonly: bool = False
-    """Open as an LMDB read-only reader: safe beside the node process that writes the
-    store (LMDB's lock file coordinates them), never writes, never creates the store."""
 
 
 class Storage:
@@ -60,7 +60,7 @@ class Storage:
         self.config = config or StorageConfig()
         readonly = self.config.readonly
         if readonly and not (self.path / "data.mdb").is_file():
-            raise StorageError(f"{self.path}: no ledger store here (no data.mdb)")
+            raise StorageError(f"{self.path}: no ledger store here (data.mdb is missing)")
         self.path.mkdir(parents=True, exist_ok=True)
         _check_file_not_truncated(self.path)
         try:
@@ -121,7 +121,7 @@ class Storage:
     def write(self) -> Iterator[Any]:
         """One durable write transaction: committed and synced on exit, aborted on error."""
         if self.config.readonly:
-            raise UsageError(f"{self.path}: the store was opened read-only")
+            raise StorageError(f"{self.path}: opened read-only; no write is possible")
         txn = self.env.begin(write=True)
         try:
             yield txn

@@ -152,7 +152,7 @@ def test_export_refuses_another_ledger_or_a_foreign_folder(built: Path, tmp_path
 
 def test_readonly_storage_never_writes(built: Path, tmp_path: Path) -> None:
     storage, _ = open_readonly(built)
-    with storage, pytest.raises(UsageError, match="read-only"), storage.write():
+    with storage, pytest.raises(StorageError, match="read-only"), storage.write():
         pass
     with pytest.raises(StorageError, match="no ledger store"):
         Storage(tmp_path / "none", StorageConfig(readonly=True))
