@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ledger import merkle
@@ -168,7 +168,9 @@ class ChainVerifier:
         self.tree = merkle.Frontier()
         self.last: BlockHeader | None = None
 
-    def add(self, block: Block) -> BlockHeader:
+    def add(self, block: Block, leaves: Sequence[bytes] | None = None) -> BlockHeader:
+        """Check ``block`` extends the chain; ``leaves``, when the caller already hashed the
+        envelopes (``merkle.leaf_hashes``), saves hashing them again."""
         h = block.header
         expected_height = 1 if self.last is None else self.last.height + 1
         expected_prev = self.genesis_hash if self.last is None else self.last.hash
@@ -183,7 +185,7 @@ class ChainVerifier:
         for env in block.envelopes:
             if self.check_envelope is not None:
                 self.check_envelope(env)
-        self.tree.extend(merkle.leaf_hashes(block.envelopes))
+        self.tree.extend(merkle.leaf_hashes(block.envelopes) if leaves is None else leaves)
         if h.tree_size != self.tree.size:
             raise ChainError(f"block {h.height} claims size {h.tree_size}, has {self.tree.size}")
         if not hmac.compare_digest(h.tree_root, self.tree.root()):

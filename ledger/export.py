@@ -119,6 +119,10 @@ class ExportReader:
         last = self.header(self.height).hash if self.height else self.genesis_hash
         return Head(self.height, last, self.tree_size)
 
+    def close(self) -> None:
+        """Nothing to release (every read opens and closes its file); here so the reader
+        can stand in for a store-backed one (the explorer closes what it opened)."""
+
     # --- files -------------------------------------------------------------------------
 
     def read(self, relative: str) -> bytes:

@@ -47,12 +47,8 @@ class ExportResult:
 
 def export_ledger(ledger: Ledger, out: Path) -> ExportResult:
     """Export ``ledger`` up to its latest final checkpoint into ``out`` (created or extended)."""
-    latest = ledger.latest_checkpoint()
-    if latest is None:
-        raise UsageError("the ledger has no final checkpoint yet: nothing to export")
-    size, note = latest
+    height, size, note = _latest_final(ledger)
     checkpoint = Checkpoint.from_text(Note.from_bytes(note).text)
-    height = _height_at(ledger, size)
     header = lru_cache(maxsize=TILE_WIDTH + 1)(lambda h: ledger.block(h).header)
     genesis = header(1).prev_hash if height else ledger.genesis_hash
     old_size, old_height = _previous(ledger, out, checkpoint.origin, genesis, size)
@@ -72,14 +68,16 @@ def export_ledger(ledger: Ledger, out: Path) -> ExportResult:
     return ExportResult(checkpoint.origin, size, height, old_size, old_height, writer.written)
 
 
-def _height_at(ledger: Ledger, size: int) -> int:
-    """The last block within tree size ``size``; it must end exactly there."""
-    height = ledger.head.height
-    while height and ledger.block(height).header.tree_size > size:
-        height -= 1
-    if (ledger.block(height).header.tree_size if height else 0) != size:
-        raise UsageError(f"no block ends at the checkpoint's tree size {size}")
-    return height
+def _latest_final(ledger: Ledger) -> tuple[int, int, bytes]:
+    """(height, tree size, note) of the last block of ``ledger.head`` whose size has a final
+    checkpoint. Walking down from the head, not ``latest_checkpoint()``: on a running node
+    a checkpoint may already be stored for a block committed after this reader's snapshot."""
+    for height in range(ledger.head.height, 0, -1):
+        size = ledger.block(height).header.tree_size
+        note = ledger.checkpoint(size)
+        if note is not None:
+            return height, size, note
+    raise UsageError("the ledger has no final checkpoint yet: nothing to export")
 
 
 def _previous(ledger: Ledger, out: Path, origin: str, genesis: bytes, size: int

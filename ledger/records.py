@@ -91,18 +91,23 @@ class Envelope:
             raise FormatError(
                 f"record is {len(data)} bytes, over the limit of {limits.max_record_bytes}"
             )
-        if not data or data[0] != 0x0A:
+        size = len(data)
+        if size < 2 or data[0] != 0x0A:
             raise FormatError("record envelope does not start with its body field")
-        length, pos, shift = 0, 1, 0
-        while True:
-            if pos >= len(data) or shift > 21:
+        # The body length as a minimal varint: at most 3 bytes below the 64 KiB bound
+        # (a longer one cannot fit in the envelope), unrolled as this runs per record.
+        length, pos = data[1], 2
+        if length & 0x80:
+            if size < 4 or (data[3] & 0x80 and data[2] & 0x80):
                 raise FormatError("record envelope body length is malformed")
-            byte = data[pos]
-            length |= (byte & 0x7F) << shift
-            pos, shift = pos + 1, shift + 7
-            if byte < 0x80:
-                break
-        if not length or (byte == 0 and pos > 2):
+            length = (length & 0x7F) | (data[2] & 0x7F) << 7
+            pos = 3
+            if data[2] & 0x80:
+                length |= data[3] << 14
+                pos = 4
+            if not data[pos - 1]:
+                raise FormatError("record envelope is not canonically encoded")
+        if not length:
             raise FormatError("record envelope is not canonically encoded")
         body, pos = data[pos : pos + length], pos + length
         if data[pos : pos + 2] != b"\x12\x20" or data[pos + 34 : pos + 36] != b"\x1a\x40":

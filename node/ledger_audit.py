@@ -207,11 +207,12 @@ class _Audit:
             envelopes = tuple(self.pending[: header.record_count])
             block = Block(header, envelopes)
             self._check_certificate(height, block)
+            leaves = merkle.leaf_hashes(envelopes)
             try:
-                self.chain.add(block)
+                self.chain.add(block, leaves)
             except VerificationError as exc:
                 raise AuditFailure(f"block {height}: {exc}{self._blame(block)}") from exc
-            self.tiles.add(merkle.leaf_hashes(envelopes))
+            self.tiles.add(leaves)
             self._check_block_checkpoint(height, header)
             del self.pending[: header.record_count]
             self.pending_first = header.tree_size

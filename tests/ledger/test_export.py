@@ -8,16 +8,19 @@ from pathlib import Path
 import pytest
 
 from ledger import merkle
+from ledger.blocks import build_block
 from ledger.checkpoint import Checkpoint
 from ledger.errors import FormatError, StorageError, UsageError
 from ledger.export import ExportReader, read_manifest
 from ledger.export_writer import export_ledger
-from ledger.genesis import TrustRoot
+from ledger.genesis import TrustRoot, genesis_hash
+from ledger.ledger_store import Ledger
 from ledger.note import Note
 from ledger.receipts import verify_receipt
 from ledger.records import Envelope
 from ledger.storage import Storage, StorageConfig
 from ledger.tiles import decode_bundle, split_hashes
+from node.demo import NETWORK, certificate_for, make_record
 from tests.ledger.ledger_builder import build_ledger, extend_ledger, open_readonly
 
 RECORDS, BLOCK = 700, 100
@@ -153,3 +156,21 @@ def test_readonly_storage_never_writes(built: Path, tmp_path: Path) -> None:
         pass
     with pytest.raises(StorageError, match="no ledger store"):
         Storage(tmp_path / "none", StorageConfig(readonly=True))
+
+
+def test_export_ends_at_the_last_block_with_a_final_checkpoint(tmp_path: Path) -> None:
+    """Blocks committed after the latest final checkpoint wait for the next export."""
+    net = build_ledger(tmp_path, 100, 50)
+    with Storage(tmp_path / "node") as storage:
+        ledger = Ledger(storage, genesis_hash(net.genesis_bytes))
+        parent = ledger.block(2).header
+        frontier = merkle.Frontier.from_source(ledger.tree, 100)
+        block = build_block(NETWORK, parent, ledger.genesis_hash,
+                            [make_record(net, 100).raw], frontier, parent.time_ms + 1,
+                            bytes(32))
+        ledger.commit_block(block, certificate_for(net, block))  # no checkpoint yet
+    storage, ledger = open_readonly(tmp_path)
+    with storage:
+        result = export_ledger(ledger, tmp_path / "export")
+    assert (result.tree_size, result.height) == (100, 2)
+    assert ExportReader(tmp_path / "export").head.height == 2
