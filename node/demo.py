@@ -117,8 +117,12 @@ def make_agreements(net: DemoNetwork) -> dict[tuple[str, str, str], Envelope]:
     return out
 
 
-def make_event(net: DemoNetwork, i: int) -> tuple[Envelope, Plaintext]:
-    """One data-sharing event: subject pseudonymised, payload committed, never stored."""
+def make_event(net: DemoNetwork, i: int, cite_agreement: bool = True
+               ) -> tuple[Envelope, Plaintext]:
+    """One data-sharing event: subject pseudonymised, payload committed, never stored.
+
+    ``cite_agreement=False`` leaves ``agreement_id`` empty (ledgers built without the
+    demo agreements, for audits of other agreement histories)."""
     provider = AGENCIES[i % 4]
     recipient = AGENCIES[(i + 1 + (i // 4) % 3) % 4]  # offset 1..3: never the provider
     purpose = PURPOSES[i % len(PURPOSES)]
@@ -134,7 +138,8 @@ def make_event(net: DemoNetwork, i: int) -> tuple[Envelope, Plaintext]:
             recipient=recipient,
             dataset="income-records",
             purpose=purpose,
-            agreement_id=net.agreements[provider, recipient, purpose].record_id,
+            agreement_id=(net.agreements[provider, recipient, purpose].record_id
+                          if cite_agreement else b""),
             subject_pseudonym=pseudonym(net.pseudonym_keys[provider], plain.subject),
             payload_commitment=commitment(plain.salt, plain.payload),
             payload_size=len(plain.payload),
@@ -160,11 +165,12 @@ class DemoLedger:
 def commit_blocks(
     net: DemoNetwork, ledger: Ledger, records: int, block_size: int,
     make: Callable[[DemoNetwork, int], Envelope] | None = None, verify: bool = True,
+    with_agreements: bool = True,
 ) -> DemoLedger:
     """Append ``records`` records in blocks, each with a commit certificate and a checkpoint
     signed by every validator. An empty ledger first gets the network's agreements, in a
-    block of their own; records come from ``make`` (default: sharing events, whose
-    plaintexts are returned).
+    block of their own (unless ``with_agreements`` is false); records come from ``make``
+    (default: sharing events, whose plaintexts are returned).
 
     ``verify`` re-checks every record and the sharing policy as a validator would, and
     stores the policy state with each block (off for fast bulk builds: no policy state)."""
@@ -173,7 +179,7 @@ def commit_blocks(
     frontier = Frontier.from_source(ledger.tree, first)  # appends to what is there
     parent = ledger.block(ledger.head.height).header if ledger.head.height else None
     proposer = net.validator_keys[0].verifier.key_hash
-    agreements = list(net.agreements.values()) if first == 0 else []
+    agreements = list(net.agreements.values()) if first == 0 and with_agreements else []
     out = DemoLedger([], [], len(agreements))
     start = first + len(agreements)
     batches = [agreements] if agreements else []

@@ -17,7 +17,7 @@ from ledger.genesis import genesis_hash
 from ledger.ledger_store import Ledger
 from ledger.records import Envelope, sign_record
 from ledger.storage import Storage, StorageConfig
-from node.demo import NETWORK, DemoNetwork, commit_blocks, make_network, make_record
+from node.demo import NETWORK, DemoNetwork, commit_blocks, make_event, make_network
 from proto import ledger_pb2
 
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
@@ -54,7 +54,7 @@ def mixed_records() -> Callable[[DemoNetwork, int], Envelope]:
             body = _body(agency, revocation=ledger_pb2.AgreementRevocation(
                 agreement_id=ids[target], reason="test"))
             return sign_record(body, net.record_keys[agency])
-        return make_record(net, i)
+        return make_event(net, i, cite_agreement=False)[0]
 
     return make
 
@@ -69,7 +69,8 @@ def build_ledger(folder: Path, records: int, block_size: int) -> DemoNetwork:
 def extend_ledger(net: DemoNetwork, folder: Path, records: int, block_size: int) -> None:
     with Storage(folder / "node", StorageConfig(sync=False)) as storage:
         ledger = Ledger(storage, genesis_hash(net.genesis_bytes))
-        commit_blocks(net, ledger, records, block_size, make=mixed_records(), verify=False)
+        commit_blocks(net, ledger, records, block_size, make=mixed_records(), verify=False,
+                      with_agreements=False)
 
 
 def open_readonly(folder: Path) -> tuple[Storage, Ledger]:
