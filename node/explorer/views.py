@@ -361,10 +361,10 @@ class Explorer:
 def _agreement_view(a: AgreementEntry, now_ms: int) -> dict[str, Any]:
     if a.revoked_index is not None:
         state = "revoked"
-    elif now_ms < a.valid_from_ms:
-        state = "not yet valid"
-    elif a.valid_until_ms and now_ms >= a.valid_until_ms:
+    elif now_ms >= a.valid_until_ms:  # the policy (docs/POLICY.md): every agreement ends
         state = "expired"
+    elif now_ms < a.valid_from_ms:
+        state = "not yet in force"
     else:
         state = "active"
     return {

@@ -5,32 +5,22 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from ledger.genesis import TrustRoot
+from ledger.keys import SigningKey
 from ledger.receipts import verify_receipt
-from ledger.records import Envelope, sign_record
 from node.client import Ack
 from node.config import load_client_profile, read_signing_key
-from proto import ledger_pb2
 from tests.explorer.http import fetch, get_json
-from tests.integration.cluster import NETWORK, Cluster, free_port_range, running_cluster
+from tests.integration.cluster import Cluster, free_port_range, running_cluster
 
 VALIDATORS = ["tax-agency", "social-security", "health-insurance", "statistics-office"]
 
 
-def _signed(cluster: Cluster, agency: str, **kind: Any) -> Envelope:
+def _key(cluster: Cluster, agency: str) -> SigningKey:
     profile = load_client_profile(cluster.profile_path(agency))
     assert profile.record_key is not None
-    body = ledger_pb2.RecordBody(network=NETWORK, agency=agency, nonce=os.urandom(16),
-                                 created_ms=int(time.time() * 1000), **kind)
-    return sign_record(body, read_signing_key(profile.record_key))
-
-
-def _event(cluster: Cluster, provider: str, recipient: str) -> Envelope:
-    return _signed(cluster, provider, sharing_event=ledger_pb2.SharingEvent(
-        provider=provider, recipient=recipient, dataset="income-records", purpose="audit",
-        payload_commitment=os.urandom(32), payload_size=10))
+    return read_signing_key(profile.record_key)
 
 
 def _wait_for(url: str, size: int, timeout: float = 60.0) -> None:
@@ -56,13 +46,19 @@ def test_explorer_on_the_auditors_observer_node(tmp_path: Path) -> None:
         cluster.wait_ready(everyone)
         url = f"http://127.0.0.1:{port}/"
 
-        agreement = _signed(cluster, "tax-agency", agreement=ledger_pb2.SharingAgreement(
-            provider="tax-agency", recipient="social-security", datasets=["income-records"],
-            purpose="audit", legal_basis="Act 12 s.3", valid_from_ms=1))
+        tax, social = _key(cluster, "tax-agency"), _key(cluster, "social-security")
+        now = int(time.time() * 1000)
         with cluster.client("tax-agency") as client:
-            acks = [client.submit(agreement)]
-            for result in client.submit_many(
-                    _event(cluster, "tax-agency", "social-security") for _ in range(5)):
+            draft = client.draft_agreement(
+                tax, provider="tax-agency", recipient="social-security",
+                datasets=["income-records"], purpose="audit", legal_basis="Act 12 s.3",
+                valid_from_ms=now - 60_000, valid_until_ms=now + 86_400_000)
+            acks = [client.submit_agreement(client.countersign_agreement(draft, social), tax)]
+            events = [client.sharing_event(
+                tax, agreement_id=acks[0].record_id, provider="tax-agency",
+                recipient="social-security", dataset="income-records", purpose="audit",
+                payload_commitment=os.urandom(32), payload_size=10) for _ in range(5)]
+            for result in client.submit_many(events):
                 assert isinstance(result, Ack), result
                 acks.append(result)
         last = max(a.index for a in acks)
