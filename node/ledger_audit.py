@@ -319,9 +319,8 @@ class _Audit:
         report.hash_tiles = self.tiles.checked
         report.agreements_active = [
             a for rid, a in self.agreements.items()
-            if rid not in self.revoked and a.valid_from_ms <= tip
-            and (a.valid_until_ms == 0 or tip <= a.valid_until_ms)
-        ]
+            if rid not in self.revoked and a.valid_from_ms <= tip < a.valid_until_ms
+        ]  # in force as docs/POLICY.md has it: [valid_from, valid_until), never open-ended
 
 
 def _same_root(where: str, claimed: bytes, rebuilt: bytes, size: int) -> None:

@@ -22,10 +22,10 @@ from proto import ledger_pb2
 
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
 AGREEMENTS = {  # record index -> (provider, recipient, valid_from_ms, valid_until_ms)
-    5: ("tax-agency", "social-security", 0, 0),
+    5: ("tax-agency", "social-security", 0, FUTURE_MS),
     6: ("health-insurance", "statistics-office", 0, 1),
-    7: ("social-security", "tax-agency", 0, 0),
-    8: ("statistics-office", "health-insurance", FUTURE_MS, 0),
+    7: ("social-security", "tax-agency", 0, FUTURE_MS),
+    8: ("statistics-office", "health-insurance", FUTURE_MS, FUTURE_MS + 1),
 }
 REVOCATIONS = {40: (7, "social-security"), 41: (5, "statistics-office")}
 
