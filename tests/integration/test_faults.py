@@ -5,31 +5,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from node.client import Ack
-from tests.integration.cluster import running_cluster
+from tests.integration.cluster import running_cluster, submit_records
 
 VALIDATORS = ["tax-agency", "social-security", "health-insurance", "statistics-office"]
 
 
-def _submit(cluster, agency: str, start: int, count: int) -> list[Ack]:  # type: ignore[no-untyped-def]
-    acks = []
-    with cluster.client(agency) as client:
-        for result in client.submit_many(cluster.record(agency, i)
-                                         for i in range(start, start + count)):
-            assert isinstance(result, Ack), result
-            acks.append(result)
-    return acks
-
-
 def test_killed_validator_restarts_and_catches_up(tmp_path: Path) -> None:
     with running_cluster(tmp_path / "net") as cluster:
-        acks = _submit(cluster, "tax-agency", 0, 20)
+        acks = submit_records(cluster, "tax-agency", 0, 20)
         cluster.kill("statistics-office")  # kill -9 while the others keep going
-        acks += _submit(cluster, "social-security", 0, 30)
-        acks += _submit(cluster, "health-insurance", 0, 30)
+        acks += submit_records(cluster, "social-security", 0, 30)
+        acks += submit_records(cluster, "health-insurance", 0, 30)
         cluster.start("statistics-office")
         cluster.wait_ready(["statistics-office"])
-        acks += _submit(cluster, "statistics-office", 0, 10)  # and it takes part again
+        acks += submit_records(cluster, "statistics-office", 0, 10)  # and it takes part again
         size = max(a.checkpoint.size for a in acks)
         cluster.wait_same_root([*VALIDATORS, "audit-office"], size)
         # No acknowledged record is missing, none appears twice.
@@ -41,8 +30,8 @@ def test_killed_validator_restarts_and_catches_up(tmp_path: Path) -> None:
 def test_a_validator_that_joins_late_catches_up_by_state_sync(tmp_path: Path) -> None:
     first = ["tax-agency", "social-security", "health-insurance", "audit-office"]
     with running_cluster(tmp_path / "net", start=first) as cluster:
-        acks = _submit(cluster, "tax-agency", 0, 40)
-        acks += _submit(cluster, "health-insurance", 0, 40)
+        acks = submit_records(cluster, "tax-agency", 0, 40)
+        acks += submit_records(cluster, "health-insurance", 0, 40)
         late = cluster.node("statistics-office").config_path
         late.write_text(late.read_text().replace("[consensus]\n",
                                                   "[consensus]\nstate_sync_gap = 2\n"))
@@ -59,7 +48,7 @@ def test_a_validator_that_joins_late_catches_up_by_state_sync(tmp_path: Path) ->
 
 def test_clean_restart_of_every_node_keeps_every_record(tmp_path: Path) -> None:
     with running_cluster(tmp_path / "net") as cluster:
-        acks = _submit(cluster, "social-security", 0, 25)
+        acks = submit_records(cluster, "social-security", 0, 25)
         size = max(a.checkpoint.size for a in acks)
         root = cluster.wait_same_root(VALIDATORS, size)
         for agency in VALIDATORS:
@@ -68,5 +57,5 @@ def test_clean_restart_of_every_node_keeps_every_record(tmp_path: Path) -> None:
             cluster.start(agency)
         cluster.wait_ready(VALIDATORS)
         assert cluster.wait_same_root(VALIDATORS, size) == root
-        more = _submit(cluster, "tax-agency", 0, 5)
+        more = submit_records(cluster, "tax-agency", 0, 5)
         assert min(a.index for a in more) == size  # nothing lost, nothing duplicated
