@@ -12,13 +12,14 @@ import hmac
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger import merkle
 from ledger.blocks import Block, BlockHeader
 from ledger.errors import ChainError, CorruptStoreError, UsageError
 from ledger.records import Envelope
-from ledger.storage import Storage
+from ledger.storage import Storage, StorageConfig
 from ledger.subjects import SubjectIndex
 from ledger.tlogproof import TlogProof
 from ledger.tree_store import TreeStore
@@ -230,3 +231,25 @@ class Ledger:
 
     def consistency_proof(self, size1: int, size2: int) -> Sequence[bytes]:
         return self.tree.consistency_proof(size1, size2)
+
+
+READONLY_OPEN_ATTEMPTS = 3
+
+
+def open_readonly(data_dir: str | Path, genesis_hash: bytes,
+                  attempts: int = READONLY_OPEN_ATTEMPTS) -> Ledger:
+    """A ledger store opened as a read-only reader beside the node that writes it
+    (explorers, exports); the caller closes ``ledger.storage``.
+
+    Opening checks the tree against the chain head in two reads; a block the running node
+    commits in between fails that check, so it is tried again (a store that is really
+    corrupt fails every time)."""
+    for attempt in range(attempts):
+        storage = Storage(data_dir, StorageConfig(readonly=True))
+        try:
+            return Ledger(storage, genesis_hash)
+        except CorruptStoreError:
+            storage.close()
+            if attempt == attempts - 1:
+                raise
+    raise UsageError("open_readonly needs at least one attempt")

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ledger.audit_records import ChunkResult, RecordChecker, RecordChunk
-from ledger.errors import CorruptStoreError, UsageError
+from ledger.errors import UsageError
 from ledger.export import MANIFEST, ExportReader
 from ledger.export_writer import export_ledger
-from ledger.ledger_store import Ledger
-from ledger.storage import Storage, StorageConfig
+from ledger.ledger_store import open_readonly
 from node.ledger_audit import AuditReport, verify_export
 
 IN_FLIGHT_PER_JOB = 4
@@ -85,28 +84,9 @@ class ProgressBar:
         self.stream.flush()
 
 
-OPEN_ATTEMPTS = 3
-
-
-def _open_readonly(data_dir: Path) -> tuple[Storage, Ledger]:
-    """The store as a read-only reader. Opening checks the tree against the chain head in
-    two reads; a block the running node commits in between fails that check, so try
-    again (a store that is really corrupt fails every time)."""
-    for attempt in range(OPEN_ATTEMPTS):
-        storage = Storage(data_dir, StorageConfig(readonly=True))
-        try:
-            return storage, Ledger(storage, bytes(32))
-        except CorruptStoreError:
-            storage.close()
-            if attempt == OPEN_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05)
-    raise AssertionError("unreachable")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    storage, ledger = _open_readonly(Path(args.data_dir))
-    with storage:
+    ledger = open_readonly(Path(args.data_dir), bytes(32))
+    with ledger.storage:
         result = export_ledger(ledger, Path(args.out))
     grew = (f"extended from size {result.previous_size}" if result.previous_size
             else "new export")

@@ -17,8 +17,7 @@ from ledger.blocks import Block
 from ledger.errors import FormatError
 from ledger.export import ExportReader
 from ledger.genesis import Genesis, genesis_hash
-from ledger.ledger_store import Head, Ledger
-from ledger.storage import Storage, StorageConfig
+from ledger.ledger_store import Head, Ledger, open_readonly
 
 
 class LedgerReader(Protocol):
@@ -93,12 +92,7 @@ class RefreshingLedger:
 def open_store_reader(data_dir: Path, genesis_bytes: bytes) -> RefreshingLedger:
     """A node's LMDB store, opened read-only (the node may keep running)."""
     Genesis.from_bytes(genesis_bytes)  # refuse a file that is not a genesis up front
-    storage = Storage(data_dir, StorageConfig(readonly=True))
-    try:
-        return RefreshingLedger(Ledger(storage, genesis_hash(genesis_bytes)))
-    except BaseException:
-        storage.close()
-        raise
+    return RefreshingLedger(open_readonly(data_dir, genesis_hash(genesis_bytes)))
 
 
 def open_export_reader(folder: Path, genesis_bytes: bytes) -> ExportReader:
