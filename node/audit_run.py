@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ledger.audit_records import ChunkResult, RecordChecker, RecordChunk
 from ledger.errors import UsageError
@@ -25,6 +25,7 @@ from ledger.export import MANIFEST, ExportReader
 from ledger.export_writer import export_ledger
 from ledger.ledger_store import open_readonly
 from node.ledger_audit import AuditReport, verify_export
+from node.progress import progress_bar
 
 IN_FLIGHT_PER_JOB = 4
 """Chunks queued per worker: enough to keep it busy, few enough to bound memory."""
@@ -59,29 +60,8 @@ def pooled(jobs: int) -> Any:
     return map_chunks
 
 
-class ProgressBar:
-    """``verify-ledger  42% 84,000/200,000 records  19,200 rec/s`` on stderr, redrawn at
-    most 5 times a second; nothing when stderr is not a terminal and ``force`` is off."""
-
-    def __init__(self, stream: TextIO, force: bool = False) -> None:
-        self.stream = stream
-        self.enabled = force or stream.isatty()
-        self.started = time.monotonic()
-        self._drawn = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self._drawn < 0.2 and done < total):
-            return
-        self._drawn = now
-        rate = done / max(now - self.started, 1e-9)
-        pct = 100 * done // max(total, 1)
-        bar = "#" * (pct // 5) + "." * (20 - pct // 5)
-        self.stream.write(f"\rverify-ledger [{bar}] {pct:3d}% {done:,}/{total:,} records"
-                          f"  {rate:,.0f} rec/s")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+AUDIT_BAR = "{desc} [{bar:20}] {percentage:3.0f}% {n}/{total} records  {rate_fmt}"
+"""``verify-ledger [####......]  42% 84000/200000 records  19.2krecord/s``."""
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -106,9 +86,18 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
         return 3
     reader = ExportReader(Path(args.dir))
     started = time.monotonic()
-    progress = ProgressBar(sys.stderr, force=args.progress)
-    report = verify_export(reader, genesis_bytes, progress=progress,
-                           map_chunks=map if args.jobs == 1 else pooled(args.jobs))
+    bar = progress_bar(None, "verify-ledger", quiet=False, unit="record",
+                       force=args.progress, bar_format=AUDIT_BAR)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = verify_export(reader, genesis_bytes, progress=progress,
+                               map_chunks=map if args.jobs == 1 else pooled(args.jobs))
+    finally:
+        bar.close()
     seconds = time.monotonic() - started
     if args.json:
         print(json.dumps(report_json(report, seconds, args.jobs), indent=1, sort_keys=True))
