@@ -11,7 +11,12 @@ Format: UTF-8 JSON (``to_bytes`` writes sorted keys, one-space indent):
                    "record_keys": [VKEY, ...],
                    "node_certs": [PEM, ...], "client_certs": [PEM, ...],
                    "box_keys": [BASE64, ...]}, ...],
-     "witnesses": [VKEY, ...]}
+     "witnesses": [VKEY, ...],
+     "governance": {"approvals": INT}}
+``governance`` (optional, written only when set) is how many agency approvals a
+governance proposal needs (default: more than two thirds of the agencies with role
+"agency"); a validator entry may carry an ``"address"`` (host:port, optional). Governance
+records on the ledger replace this membership later (``ledger/membership.py``).
 ``box_keys`` (optional, written only when present, so older genesis files keep their
 exact bytes and hash) are the agency's X25519 public keys for off-ledger delivery: a
 provider seals payloads to the recipient's first box key (docs/PRIVACY.md).
@@ -50,6 +55,8 @@ class Validator:
     power: int = 1
     agency: str = ""
     """The agency that runs this validator's node."""
+    address: str = ""
+    """host:port other validators dial (optional; a node's config ``peers`` win)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,9 @@ class Genesis:
     agencies: tuple[Agency, ...]
     witnesses: tuple[VerifierKey, ...] = ()
     time_ms: int = 0
+    approvals: int = 0
+    """Agency approvals a governance proposal needs; 0 = the default, more than two
+    thirds of the agencies with role "agency" (``ledger/membership.py``)."""
 
     @property
     def validator_keys(self) -> list[VerifierKey]:
@@ -89,13 +99,11 @@ class Genesis:
         return {
             "format": FORMAT,
             "network": self.network,
-            "validators": [
-                {"vkey": v.key.to_vkey(), "power": v.power, "agency": v.agency}
-                for v in self.validators
-            ],
+            "validators": [_validator_json(v) for v in self.validators],
             "agencies": [_agency_json(a) for a in self.agencies],
             "witnesses": [w.to_vkey() for w in self.witnesses],
             "time_ms": self.time_ms,
+            **({"governance": {"approvals": self.approvals}} if self.approvals else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -116,12 +124,14 @@ class Genesis:
                         VerifierKey.from_vkey(v["vkey"]),
                         int(v.get("power", 1)),
                         str(v.get("agency", "")),
+                        str(v.get("address", "")),
                     )
                     for v in doc["validators"]
                 ),
                 agencies=tuple(_agency(a) for a in doc["agencies"]),
                 witnesses=tuple(VerifierKey.from_vkey(w) for w in doc.get("witnesses", [])),
                 time_ms=int(doc.get("time_ms", 0)),
+                approvals=int(doc.get("governance", {}).get("approvals", 0)),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FormatError(f"genesis is not a valid {FORMAT} document: {exc}") from exc
@@ -132,26 +142,42 @@ class Genesis:
         return next((a for a in self.agencies if a.name == name), None)
 
     def check(self) -> None:
-        if not self.validators:
-            raise FormatError("genesis names no validators")
-        if len({v.key.key_hash for v in self.validators}) != len(self.validators):
-            raise FormatError("genesis lists a validator key twice")
-        if any(v.power <= 0 for v in self.validators):
-            raise FormatError("every validator's power must be positive")
-        names = [a.name for a in self.agencies]
-        if len(set(names)) != len(names):
-            raise FormatError("genesis lists an agency twice")
-        for v in self.validators:
-            if v.agency and v.agency not in names:
-                raise FormatError(f"validator {v.key.name} names unknown agency {v.agency}")
-        for agency in self.agencies:
-            if agency.role not in ROLES:
-                raise FormatError(f"agency {agency.name} has unknown role {agency.role!r}")
-            for key in agency.record_keys:
-                if key.name != agency.name:
-                    raise FormatError(f"record key {key.name} is listed under {agency.name}")
-            if any(len(k) != BOX_KEY_BYTES for k in agency.box_keys):
-                raise FormatError(f"agency {agency.name}: a box key must be {BOX_KEY_BYTES} bytes")
+        check_members(self.validators, self.agencies, "genesis")
+        voters = sum(1 for a in self.agencies if a.role == "agency")
+        if self.approvals < 0 or self.approvals > max(voters, 1):
+            raise FormatError(f"genesis: governance approvals must be 1..{max(voters, 1)}")
+
+
+def check_members(validators: tuple[Validator, ...], agencies: tuple[Agency, ...],
+                  what: str) -> None:
+    """The checks a genesis and every later membership pass (``FormatError``)."""
+    if not validators:
+        raise FormatError(f"{what} names no validators")
+    if len({v.key.key_hash for v in validators}) != len(validators):
+        raise FormatError(f"{what} lists a validator key twice")
+    if any(v.power <= 0 for v in validators):
+        raise FormatError("every validator's power must be positive")
+    names = [a.name for a in agencies]
+    if len(set(names)) != len(names):
+        raise FormatError(f"{what} lists an agency twice")
+    for v in validators:
+        if v.agency and v.agency not in names:
+            raise FormatError(f"validator {v.key.name} names unknown agency {v.agency}")
+    for agency in agencies:
+        if agency.role not in ROLES:
+            raise FormatError(f"agency {agency.name} has unknown role {agency.role!r}")
+        for key in agency.record_keys:
+            if key.name != agency.name:
+                raise FormatError(f"record key {key.name} is listed under {agency.name}")
+        if any(len(k) != BOX_KEY_BYTES for k in agency.box_keys):
+            raise FormatError(f"agency {agency.name}: a box key must be {BOX_KEY_BYTES} bytes")
+
+
+def _validator_json(v: Validator) -> dict[str, Any]:
+    doc: dict[str, Any] = {"vkey": v.key.to_vkey(), "power": v.power, "agency": v.agency}
+    if v.address:
+        doc["address"] = v.address
+    return doc
 
 
 def _agency(doc: dict[str, Any]) -> Agency:

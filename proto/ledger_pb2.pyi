@@ -115,12 +115,20 @@ class AgreementRevocation(_message.Message):
     def __init__(self, agreement_id: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Governance(_message.Message):
-    __slots__ = ("action", "payload")
+    __slots__ = ("action", "payload", "base", "expires_ms", "summary", "proposal_id")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     action: str
     payload: bytes
-    def __init__(self, action: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    base: bytes
+    expires_ms: int
+    summary: str
+    proposal_id: bytes
+    def __init__(self, action: _Optional[str] = ..., payload: _Optional[bytes] = ..., base: _Optional[bytes] = ..., expires_ms: _Optional[int] = ..., summary: _Optional[str] = ..., proposal_id: _Optional[bytes] = ...) -> None: ...
 
 class Reconciliation(_message.Message):
     __slots__ = ("source", "rows_checked", "rows_changed", "rows_deleted", "rows_unanchored", "findings_commitment")
