@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import merkle
+from ledger.errors import LedgerError
 from ledger.limits import Limits
 from ledger.policy import PolicyFacts, facts_of
 from ledger.records import Envelope, Keyring, Record, verify_envelope
@@ -67,6 +68,23 @@ class Mempool:
     @property
     def size_bytes(self) -> int:
         return self._bytes
+
+    def set_keyring(self, keyring: Keyring) -> None:
+        """Governance changed the record keys (rotation, agency added or removed): verify
+        new records with ``keyring`` and forget earlier verdicts, dropping pending records
+        whose signer is no longer trusted (a block of the new membership may not carry
+        them; their submitters' waits time out)."""
+        with self._lock:
+            self._keyring = keyring
+            self._verified.clear()
+            for rid, envelope in list(self._pending.items()):
+                try:
+                    record = verify_envelope(envelope, keyring, self._network)
+                except LedgerError:
+                    del self._pending[rid]
+                    self._bytes -= len(envelope.raw)
+                    continue
+                self._remember_verified(record)
 
     def check(self, raw: bytes) -> Record:
         """Parse and verify a record (no state change); raise a ``VerificationError``."""
@@ -130,7 +148,8 @@ class Mempool:
                 self._verified.pop(leaf, None)
 
     def verify_for_block(
-        self, raws: Sequence[bytes], check_signatures: bool = True
+        self, raws: Sequence[bytes], check_signatures: bool = True,
+        keyring: Keyring | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """(leaf hash, record id) of each record of a proposed or fetched block.
 
@@ -138,17 +157,23 @@ class Mempool:
         here (raising ``VerificationError`` for a bad one). ``check_signatures=False`` is
         for blocks already decided under a verified quorum certificate (state sync): 2f+1
         validators checked every signature before precommitting, so only parse them.
+        ``keyring``: the record keys of the block's height when it is not the current one
+        (catch-up across a key rotation); cached verdicts (current keys) are not used then.
         """
         leaves = merkle.leaf_hashes(raws)
         with self._lock:
-            known = [self._verified.get(leaf) for leaf in leaves]
+            known: list[tuple[bytes, PolicyFacts] | None] = (
+                [None] * len(leaves) if keyring is not None
+                else [self._verified.get(leaf) for leaf in leaves])
         out = []
         for raw, leaf, entry in zip(raws, leaves, known, strict=True):
             if entry is not None:
                 out.append((leaf, entry[0]))
                 continue
             envelope = Envelope.from_bytes(raw, self._limits)
-            if check_signatures:
+            if check_signatures and keyring is not None:
+                verify_envelope(envelope, keyring, self._network)
+            elif check_signatures:
                 record = verify_envelope(envelope, self._keyring, self._network)
                 with self._lock:
                     self._remember_verified(record)
