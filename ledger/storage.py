@@ -34,6 +34,7 @@ SUBDBS = (
     b"consensus",  # consensus safety state (last signed height/round/step)
     b"policy",  # agreement / ACL state
     b"subjects",  # subject pseudonym || index -> "" (ledger.subjects)
+    b"governance",  # memberships adopted, pending proposals (ledger.governance)
 )
 
 

@@ -166,7 +166,8 @@ class BlockSync:
             # The policy state is derived from the records themselves (state sync skips
             # only their signatures), in the same transaction as the block.
             policy = node.policy.changes_for(block.header.height, block.envelopes,
-                                             block.header.time_ms)
+                                             block.header.time_ms,
+                                             tree_size=block.header.tree_size)
             node.ledger.commit_block(block, committed.certificate, record_ids=ids,
                                      leaf_hashes=[leaf for leaf, _ in checked], policy=policy)
             node.policy.absorb(policy)
