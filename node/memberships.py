@@ -3,10 +3,9 @@
 Governance changes the membership (validators, agencies, keys, pinned certificates) at
 block boundaries: a membership adopted by a record of block h is in force from h+1.
 The committed part comes from a ``MembershipSource`` (the ledger's ``GovernanceBook``,
-or ``StaticMembership`` for a network whose membership never changed); consensus also
-needs the membership after blocks that are decided but not yet written, so this module
-keeps *staged* adoptions on top (``stage``/``committed``), as ``node/app.py`` stages
-blocks.
+or ``StaticMembership`` in tests); consensus also needs the membership after blocks that
+are decided but not yet written, which a validator's ``LedgerApp.governance_state`` gives
+(staged blocks included).
 
 Everything in the node that depends on membership asks here: consensus the validator
 set of a height (``validator_set``), the checkpoint collector the signers of a tree size
@@ -22,7 +21,6 @@ from typing import Protocol
 
 from consensus.validators import Validator as ConsensusValidator
 from consensus.validators import ValidatorSet
-from ledger.errors import UsageError
 from ledger.membership import Membership
 
 
@@ -75,66 +73,61 @@ def validator_set_of(membership: Membership) -> ValidatorSet:
     ))
 
 
-class NodeMemberships:
-    """Committed memberships from a source plus adoptions of staged (decided, unwritten)
-    blocks. Thread-safe: the consensus thread stages, gRPC threads read ``current``."""
+class MembershipState(Protocol):
+    """Memberships after some prefix of the chain (``ledger.governance.GovernanceState``)."""
 
-    def __init__(self, source: MembershipSource) -> None:
+    @property
+    def current(self) -> Membership: ...
+
+    def at_height(self, height: int) -> Membership: ...
+
+    def for_size(self, size: int) -> Membership: ...
+
+
+class NodeMemberships:
+    """Committed memberships from a source, or, on a validator, the memberships after its
+    staged blocks too (``staged``: ``LedgerApp.governance_state``). Thread-safe reads."""
+
+    def __init__(self, source: MembershipSource,
+                 staged: Callable[[], MembershipState] | None = None) -> None:
         self.source = source
-        self._staged: list[tuple[int, Membership]] = []
-        """(from height, membership) of adoptions in decided blocks not yet committed."""
+        self.staged = staged
         self._sets: dict[bytes, ValidatorSet] = {}
         self._lock = threading.Lock()
         self._current_hash = source.membership().hash
         self.listeners: list[Callable[[Membership], None]] = []
-        """Called (on the thread that made the change) when the current membership
-        changes: mempool keyring, TLS pins, peers."""
+        """Called (on the thread that noticed) when the current membership changed:
+        mempool keyring, TLS pins, peers."""
 
     def at(self, height: int) -> Membership:
-        with self._lock:
-            staged = [m for start, m in self._staged if start <= height]
-        return staged[-1] if staged else self.source.membership_at(height)
+        if self.staged is not None:
+            return self.staged().at_height(height)
+        return self.source.membership_at(height)
 
     def current(self) -> Membership:
-        """The membership the next block is decided by (staged adoptions included)."""
-        with self._lock:
-            if self._staged:
-                return self._staged[-1][1]
+        """The membership the next block is decided by."""
+        if self.staged is not None:
+            return self.staged().current
         return self.source.membership()
 
     def for_size(self, size: int) -> Membership:
+        if self.staged is not None:
+            return self.staged().for_size(size)
         return self.source.membership_for_size(size)
 
     def validator_set(self, height: int) -> ValidatorSet:
         """``consensus.tendermint.ValidatorsAt``: the consensus view of ``at(height)``."""
         membership = self.at(height)
         key = membership.hash
-        found = self._sets.get(key)
-        if found is None:
-            found = self._sets[key] = validator_set_of(membership)
+        with self._lock:
+            found = self._sets.get(key)
+            if found is None:
+                found = self._sets[key] = validator_set_of(membership)
         return found
 
-    def stage(self, from_height: int, membership: Membership) -> None:
-        """A decided block adopted ``membership``: in force from ``from_height``."""
-        with self._lock:
-            if self._staged and self._staged[-1][0] >= from_height:
-                raise UsageError(f"a membership is already staged from height {from_height}")
-            self._staged.append((from_height, membership))
-        self._changed()
-
-    def committed(self, height: int) -> None:
-        """Block ``height`` is written: the source now knows adoptions up to height+1."""
-        with self._lock:
-            self._staged = [(s, m) for s, m in self._staged if s > height + 1]
-        self._changed()
-
-    def reset(self) -> None:
-        """Forget staged adoptions (consensus restarts at the committed head)."""
-        with self._lock:
-            self._staged = []
-        self._changed()
-
-    def _changed(self) -> None:
+    def refresh(self) -> None:
+        """After a commit (or a restart of consensus): tell the listeners if the current
+        membership changed."""
         current = self.current()
         with self._lock:
             if current.hash == self._current_hash:

@@ -35,7 +35,7 @@ from node.commits import CommitBoard
 from node.config import NodeConfig, read_signing_key
 from node.explorer.server import ExplorerServer
 from node.logging_setup import get_logger
-from node.memberships import MembershipSource, NodeMemberships, StaticMembership
+from node.memberships import MembershipSource, NodeMemberships
 from node.mempool import DuplicateRecord, Mempool, MempoolConfig, MempoolFull
 from node.metrics import Metrics
 from node.offledger import DeliveryStore
@@ -103,6 +103,8 @@ class Node:
             self.checkpoints.listeners.append(self.witnesses.notify)
         self._started = False
         self.driver = self._make_driver() if self.keys else None
+        if self.driver is not None:
+            self.memberships.staged = self.driver.app.governance_state
         self._gossip: queue.Queue[bytes] = queue.Queue()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -117,8 +119,8 @@ class Node:
     # --- construction ------------------------------------------------------------------
 
     def _membership_source(self) -> MembershipSource:
-        """The committed memberships: the genesis one until governance adopts another."""
-        return StaticMembership(Membership.from_genesis(self.genesis))
+        """The committed memberships (the ledger's governance book)."""
+        return self.policy.governance
 
     def _validator_keys(self) -> list[SigningKey]:
         """This node's validator key and, during a rotation, the next one (config

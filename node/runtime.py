@@ -117,7 +117,7 @@ class ConsensusDriver:
         if safety is not None and safety.height != height:
             safety = None  # signed only at heights already decided: nothing to resume
         self.app.reset_tip()
-        self.memberships.reset()
+        self.memberships.refresh()
         self._timers.clear()
         signers = [Ed25519Signer(k.seed) for k in self.keys]
         return Tendermint(self.config, self.memberships.validator_set, signers, self.app,
@@ -284,7 +284,7 @@ class ConsensusDriver:
         if self.app.staged(action.height) is None:  # not staged by the decided() hook
             self.app.decided(action.height, action.block_id, action.block)
         block, ids, _, _ = self.app.commit_staged(action.height, action.certificate.to_bytes())
-        self.memberships.committed(action.height)
+        self.memberships.refresh()
         self.board.committed(block, self.ledger.head.tree_size, ids)
         self.metrics.block_committed(block, time.perf_counter() - started)
         self.checkpoints.sign_and_share(block.header.tree_size)

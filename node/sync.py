@@ -171,7 +171,7 @@ class BlockSync:
             node.ledger.commit_block(block, committed.certificate, record_ids=ids,
                                      leaf_hashes=[leaf for leaf, _ in checked], policy=policy)
             node.policy.absorb(policy)
-            node.memberships.committed(block.header.height)
+            node.memberships.refresh()
             node.mempool.remove(ids, [leaf for leaf, _ in checked])
             node.board.committed(block, node.ledger.head.tree_size, ids)
             node.metrics.block_committed(block, time.perf_counter() - started)
