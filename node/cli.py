@@ -351,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_agreement_parser(verbs)
 
+    from node.governance_cli import add_governance_parser
+
+    add_governance_parser(verbs)
+
     from node.mirror_cli import add_verbs as add_mirror_verbs
 
     add_mirror_verbs(verbs)

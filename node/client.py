@@ -15,23 +15,51 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from ledger import merkle
 from ledger.agreements import agreement_body, countersign, revocation_body, verify_agreement
 from ledger.checkpoint import Checkpoint
-from ledger.errors import LedgerError, ProofError, UsageError, VerificationError
+from ledger.errors import (
+    LedgerError,
+    ProofError,
+    SignatureError,
+    UsageError,
+    VerificationError,
+)
 from ledger.genesis import Genesis, TrustRoot, genesis_hash
+from ledger.governance import approve_body, propose_body
 from ledger.keys import SigningKey, VerifierKey
+from ledger.membership import Membership
+from ledger.note import Note
 from ledger.receipts import final_checkpoint
 from ledger.records import Envelope, Record, sign_record, verify_envelope
 from ledger.tlogproof import TlogProof
 from ledger.witness_policy import WitnessPolicy, check_witnesses, require_witnesses
 from proto import ledger_pb2, node_pb2, node_pb2_grpc
+
+DEFAULT_PROPOSAL_MS = 24 * 3600 * 1000
+"""A proposal stays open for approvals this long unless the proposer says otherwise."""
+
+
+class MembershipHistoryLike(Protocol):
+    """Verified memberships by tree size (``ledger.membership_chain.MembershipHistory``)."""
+
+    def for_size(self, size: int) -> Membership: ...
+
+
+class GenesisOnly:
+    """No adoption known: the genesis membership signs every size."""
+
+    def __init__(self, membership: Membership) -> None:
+        self.membership = membership
+
+    def for_size(self, size: int) -> Membership:
+        return self.membership
 
 
 class ApiError(LedgerError):
@@ -112,6 +140,9 @@ class LedgerClient:
             self.genesis.keyring(),
             genesis_hash(genesis_bytes),
         )
+        self.history: MembershipHistoryLike = GenesisOnly(Membership.from_genesis(self.genesis))
+        """The memberships the client verified, from the genesis on (``update_memberships``
+        adds the adoptions proven by the node's membership chain)."""
         self._timeout = timeout
         self._state_file = state_file
         self._trusted: tuple[Checkpoint, bytes] | None = None
@@ -123,7 +154,7 @@ class LedgerClient:
         """Checkpoints are trusted only with these witness cosignatures (tlog-policy)."""
         if state_file is not None and state_file.exists():
             note = state_file.read_bytes()
-            self._trusted = (final_checkpoint(note, self._trust)[0], note)
+            self._trusted = (self._final(note), note)
 
     @classmethod
     def connect(
@@ -204,11 +235,27 @@ class LedgerClient:
         response = self._call(self._stub.GetCheckpoint, node_pb2.CheckpointRequest())
         return self._advance(response.note)
 
+    def _trust_for(self, size: int) -> TrustRoot:
+        """The validators whose quorum makes a checkpoint of ``size`` final."""
+        m = self.history.for_size(size)
+        return replace(self._trust, validators=tuple(m.validator_keys), threshold=m.threshold,
+                       keyring=m.keyring())
+
     def _final(self, note: bytes) -> Checkpoint:
-        """Quorum-check a checkpoint note once; acks in one block all carry the same note."""
+        """Quorum-check a checkpoint note once; acks in one block all carry the same note.
+
+        Checked with the validators of the membership that signs its size; a note beyond
+        the memberships known here (signed by validators governance added) makes the client
+        fetch and verify the node's membership chain once, then check again."""
         cached = self._verified_notes.get(note)
         if cached is None:
-            cached = final_checkpoint(note, self._trust)[0]
+            size = Checkpoint.from_text(Note.from_bytes(note).text).size
+            try:
+                cached = final_checkpoint(note, self._trust_for(size))[0]
+            except SignatureError:
+                if not self._learn_memberships(size):
+                    raise
+                cached = final_checkpoint(note, self._trust_for(size))[0]
             if len(self._verified_notes) > 64:
                 self._verified_notes.clear()
             self._verified_notes[note] = cached
@@ -365,8 +412,10 @@ class LedgerClient:
         checkpoint = self._advance(proof.checkpoint_note)
         merkle.verify_inclusion(merkle.leaf_hash(envelope), proof.index, checkpoint.size,
                                 list(proof.hashes), checkpoint.root_hash)
-        record = verify_envelope(Envelope.from_bytes(envelope), self._trust.keyring or
-                                 self.genesis.keyring(), self.genesis.network)
+        # The record keys in force when it was committed (a rotation later does not
+        # invalidate it).
+        keyring = self.history.for_size(proof.index + 1).keyring()
+        record = verify_envelope(Envelope.from_bytes(envelope), keyring, self.genesis.network)
         return VerifiedRecord(proof.index, record, receipt)
 
     def watch(self, from_index: int = 0) -> Iterator[node_pb2.CommittedRecord]:
@@ -448,6 +497,65 @@ class LedgerClient:
         """Submit one sharing event (keywords of ``sharing_event``); refused with
         FAILED_PRECONDITION unless an active agreement covers it."""
         return self.submit(self.sharing_event(key, **event))
+
+    # --- governance ----------------------------------------------------------------------
+    # An agency proposes a complete new membership (``propose_membership``, built from
+    # the current one, e.g. with node.governance_cli's edits); other agencies approve it
+    # (``approve_proposal``) until the current membership's ``approvals`` are reached;
+    # the new membership is in force from the next block (docs/GOVERNANCE.md).
+
+    def governance(self) -> node_pb2.GovernanceResponse:
+        """Membership in force, adoptions so far and pending proposals (committed state;
+        not proven: ``update_memberships`` verifies the adoptions)."""
+        response: node_pb2.GovernanceResponse = self._call(
+            self._stub.GetGovernance, node_pb2.GovernanceRequest())
+        return response
+
+    def membership(self) -> Membership:
+        """The membership in force after the node's committed head."""
+        return Membership.from_bytes(self.governance().membership)
+
+    def proposals(self) -> list[node_pb2.ProposalInfo]:
+        return list(self.governance().pending)
+
+    def propose_membership(self, key: SigningKey, new: Membership, summary: str,
+                           expires_ms: int | None = None, base: Membership | None = None
+                           ) -> Ack:
+        """Propose ``new`` in place of ``base`` (default: the node's current membership),
+        signed by ``key``'s agency (its approval); open for a day unless ``expires_ms``."""
+        new.check()
+        now = int(time.time() * 1000)
+        base_hash = (base or self.membership()).hash
+        body = propose_body(self.genesis.network, key.name, os.urandom(16), now, new,
+                            base_hash, expires_ms or now + DEFAULT_PROPOSAL_MS, summary)
+        return self.submit(sign_record(body, key))
+
+    def approve_proposal(self, key: SigningKey, proposal_id: bytes) -> Ack:
+        body = approve_body(self.genesis.network, key.name, os.urandom(16),
+                            int(time.time() * 1000), proposal_id)
+        return self.submit(sign_record(body, key))
+
+    def membership_chain(self) -> bytes:
+        """The node's membership chain file (exact bytes; verify before trusting)."""
+        response: node_pb2.MembershipChainResponse = self._call(
+            self._stub.GetMembershipChain, node_pb2.MembershipChainRequest())
+        return response.chain
+
+    def update_memberships(self) -> None:
+        """Fetch the membership chain and verify it from the genesis; from then on
+        checkpoints and records are checked with the membership of their size."""
+        from ledger.membership_chain import verify_chain
+
+        self.history = verify_chain(self.membership_chain(), self.genesis)
+
+    def _learn_memberships(self, size: int) -> bool:
+        """True if the chain proved a membership change below ``size`` not known before."""
+        known = self.history.for_size(size).hash
+        try:
+            self.update_memberships()
+        except (LedgerError, ApiError):
+            return False
+        return self.history.for_size(size).hash != known
 
     def agreements(self, agency: str = "") -> node_pb2.ListAgreementsResponse:
         """The committed agreements (of ``agency`` only, if given), with their status."""
