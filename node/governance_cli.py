@@ -41,13 +41,15 @@ class Edits:
     rotate_record_key: list[tuple[str, VerifierKey]] = field(default_factory=list)
     rotate_client_cert: list[tuple[str, str]] = field(default_factory=list)
     rotate_node_cert: list[tuple[str, str]] = field(default_factory=list)
+    rotate_validator_key: list[tuple[str, VerifierKey]] = field(default_factory=list)
+    """(old validator vkey or name, new key): same power, agency and address."""
     approvals: int | None = None
 
     def empty(self) -> bool:
         return not (self.add_validators or self.remove_validators or self.set_power
                     or self.add_agencies or self.remove_agencies or self.rotate_record_key
                     or self.rotate_client_cert or self.rotate_node_cert
-                    or self.approvals is not None)
+                    or self.rotate_validator_key or self.approvals is not None)
 
 
 def _find_validator(m: Membership, ref: str) -> Validator:
@@ -91,6 +93,12 @@ def edit_membership(current: Membership, edits: Edits) -> Membership:
     for ref, power in edits.set_power:
         old = _find_validator(m, ref)
         m = replace(m, validators=tuple(replace(v, power=power) if v is old else v
+                                        for v in m.validators))
+    for ref, key in edits.rotate_validator_key:
+        old = _find_validator(m, ref)
+        if m.validator(key.public_key) is not None:
+            raise UsageError(f"validator {key.to_vkey()} is already in the set")
+        m = replace(m, validators=tuple(replace(v, key=key) if v is old else v
                                         for v in m.validators))
     for name, key in edits.rotate_record_key:
         m = _replace_agency(m, replace(_agency_of(m, name), record_keys=(key,)))
@@ -181,18 +189,26 @@ def _vkey_file_or_text(text: str) -> VerifierKey:
     return VerifierKey.from_vkey(path.read_text().strip() if path.is_file() else text)
 
 
+def _vkey_ref(text: str) -> str:
+    """A validator named by vkey text, a .vkey file, or its key name."""
+    path = Path(text)
+    return path.read_text().strip() if path.is_file() else text
+
+
 def edits_from_args(args: argparse.Namespace) -> Edits:
     edits = Edits(approvals=args.approvals)
     for spec in args.add_validator or ():
         vkey, power, agency, address = spec
         edits.add_validators.append(Validator(_vkey_file_or_text(vkey), int(power), agency,
                                               "" if address == "-" else address))
-    edits.remove_validators = list(args.remove_validator or ())
-    edits.set_power = [(ref, int(power)) for ref, power in args.set_power or ()]
+    edits.remove_validators = [_vkey_ref(r) for r in args.remove_validator or ()]
+    edits.set_power = [(_vkey_ref(ref), int(power)) for ref, power in args.set_power or ()]
     edits.add_agencies = [read_agency_file(Path(p)) for p in args.add_agency or ()]
     edits.remove_agencies = list(args.remove_agency or ())
     edits.rotate_record_key = [(name, _vkey_file_or_text(v))
                                for name, v in args.rotate_record_key or ()]
+    edits.rotate_validator_key = [(_vkey_ref(old), _vkey_file_or_text(new))
+                                  for old, new in args.rotate_validator_key or ()]
     edits.rotate_client_cert = [(name, Path(p).read_text())
                                 for name, p in args.rotate_client_cert or ()]
     edits.rotate_node_cert = [(name, Path(p).read_text())
@@ -212,13 +228,18 @@ def add_governance_parser(verbs: Any) -> None:
     propose.add_argument("--add-validator", nargs=4, action="append",
                          metavar=("VKEY", "POWER", "AGENCY", "HOST:PORT"),
                          help="a validator (vkey text or file); HOST:PORT '-' for none")
-    propose.add_argument("--remove-validator", action="append", metavar="VKEY")
+    propose.add_argument("--remove-validator", action="append", metavar="VKEY",
+                         help="vkey text, .vkey file or key name")
     propose.add_argument("--set-power", nargs=2, action="append", metavar=("VKEY", "POWER"))
     propose.add_argument("--add-agency", action="append", metavar="FILE",
                          help="JSON/TOML agency description (name, role, record_keys, certs)")
     propose.add_argument("--remove-agency", action="append", metavar="NAME")
     propose.add_argument("--rotate-record-key", nargs=2, action="append",
                          metavar=("AGENCY", "VKEY"), help="replace the agency's record keys")
+    propose.add_argument("--rotate-validator-key", nargs=2, action="append",
+                         metavar=("OLD_VKEY", "NEW_VKEY"),
+                         help="replace a validator's key (its node names the new one as "
+                         "keys.next_validator_key first)")
     propose.add_argument("--rotate-client-cert", nargs=2, action="append",
                          metavar=("AGENCY", "PEM_FILE"))
     propose.add_argument("--rotate-node-cert", nargs=2, action="append",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,15 @@ def test_rotate_record_key_and_agency_changes(tmp_path: Path) -> None:
     assert smaller.agency("social") is None
     assert smaller.approvals <= len(smaller.voters)  # capped when voters leave
     assert Membership.from_bytes(smaller.to_bytes()) == smaller
+
+
+def test_rotate_a_validator_key_keeps_its_power_and_agency() -> None:
+    old = M0.validators[1]
+    new = new_key("validator.next", 88).verifier
+    rotated = edit_membership(M0, Edits(rotate_validator_key=[(old.key.to_vkey(), new)]))
+    assert rotated.validator(old.key.public_key) is None
+    assert rotated.validator(new.public_key) == replace(old, key=new)
+    assert len(rotated.validators) == 4
 
 
 def test_bad_edits_are_refused_with_a_reason() -> None:
