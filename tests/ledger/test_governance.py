@@ -26,6 +26,7 @@ from ledger.genesis import genesis_hash
 from ledger.governance import (
     APPROVE,
     PROPOSE,
+    GovernanceBook,
     GovernanceState,
     GovernanceView,
     approve_body,
@@ -463,3 +464,19 @@ def test_state_matches_the_reference_model(blocks: list[list[tuple[str, int, int
             model.adoptions
         assert {pid: list(p.approvers) for pid, p in state.pending.items()} == \
             {pid: e[3] for pid, e in model.pending.items()}
+
+
+def test_an_older_store_without_the_governance_db_opens_read_only(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.commit([anchor()], 1_000)
+    with store.storage.write() as txn:  # as a store written before governance existed
+        txn.drop(store.storage.db(b"governance"), delete=True)
+    store.storage.close()
+    with Storage(tmp_path, StorageConfig(readonly=True)) as storage:
+        ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
+        assert ledger.head.height == 1 and not storage.has_db(b"governance")
+        book = GovernanceBook(ledger, M0)
+        assert book.membership() == M0 and book.history() == () and book.height == 0
+    store.open()  # read-write: created again, and the state rebuilt from the blocks
+    assert store.storage.has_db(b"governance") and store.book.governance.height == 1
+    store.storage.close()
