@@ -21,6 +21,7 @@ from ledger.errors import (
     NotPermittedError,
     PolicyError,
     SignatureError,
+    UsageError,
 )
 from ledger.genesis import genesis_hash
 from ledger.governance import (
@@ -480,3 +481,32 @@ def test_an_older_store_without_the_governance_db_opens_read_only(tmp_path: Path
     store.open()  # read-write: created again, and the state rebuilt from the blocks
     assert store.storage.has_db(b"governance") and store.book.governance.height == 1
     store.storage.close()
+
+
+def test_staged_blocks_layer_like_committed_ones(tmp_path: Path) -> None:
+    """Changes computed on top of a staged (decided, unwritten) adoption equal those
+    computed after writing it: the next block is checked with the new membership."""
+    rotated = rotate_tax(M0)
+    p = propose("tax", rotated)
+    first = [p, approve("social", p), approve("health", p)]
+    second = [anchor("tax"), propose("social", with_approvals(rotated, 2), base=rotated)]
+    staged_store, plain = Store(tmp_path / "staged"), Store(tmp_path / "plain")
+    try:
+        c1, b1 = staged_store.changes(first, 1_000)
+        frontier = merkle.Frontier()
+        frontier.extend(merkle.leaf_hashes(b1.envelopes))
+        b2 = build_block(NET, b1.header, b1.hash, [e.raw for e in second], frontier, 1_100,
+                         b"\x00" * 32)
+        with pytest.raises(UsageError, match="needs the tree size"):
+            staged_store.book.changes_for(2, b2.envelopes, 1_100, [c1])
+        c2 = staged_store.book.changes_for(2, b2.envelopes, 1_100, [c1],
+                                           tree_size=b2.header.tree_size)
+        assert staged_store.book.view([c1, c2]).rules.membership == rotated
+        plain.commit(first, 1_000)
+        assert plain.commit(second, 1_100) == c2  # old tax key: ignored in both
+        assert c2.governance is not None and c2.governance.state is not None
+        assert [p.author for p in c2.governance.state.pending.values()] == ["social"]
+    finally:
+        staged_store.storage.close()
+        plain.storage.close()
+
