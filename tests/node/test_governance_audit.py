@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from ledger.export import ExportReader
 from ledger.export_writer import export_ledger
 from ledger.receipts import ConsistencyProof
 from node.audit_run import pooled
+from node.backup import create_backup, verify_backup
 from node.cli import main
 from node.ledger_audit import AuditReport, verify_export
 from tests.ledger.governance_helpers import KEYS
@@ -156,3 +158,13 @@ def test_cli_refuses_a_bad_chain_with_one_failed_line(
                           f / "record", "--trust", exported.genesis)
     assert code == 1 and err.startswith("FAILED: ") and err.count("\n") == 1
     assert "pass --chain" in err
+
+
+def test_backup_of_a_governed_store_verifies_its_checkpoint_through_the_chain(
+        tmp_path: Path) -> None:
+    g = build_governed(tmp_path / "store")
+    g.close()
+    manifest = create_backup(tmp_path / "store", tmp_path / "backup", datetime.now(UTC),
+                             GENESIS.to_bytes())
+    assert manifest.tree_size == 19
+    assert verify_backup(tmp_path / "backup", GENESIS.to_bytes()).tree_size == 19
