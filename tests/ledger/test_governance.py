@@ -5,6 +5,7 @@ between blocks) and a model check against a reference written the simplest way."
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from ledger.errors import (
     PolicyError,
     SignatureError,
     UsageError,
+    VerificationError,
 )
 from ledger.genesis import genesis_hash
 from ledger.governance import (
@@ -119,6 +121,19 @@ def _block(state: GovernanceState, envelopes: Sequence[Envelope], time_ms: int, 
     view = _view(state)
     for e in envelopes:
         _apply(view, e, time_ms)
+    changes = view.governance.finish(height, size)
+    return changes.state if changes.state is not None else state
+
+
+def _committed(state: GovernanceState, envelopes: Sequence[Envelope], time_ms: int,
+               height: int, size: int) -> GovernanceState:
+    """As ``_block``, for a certified block: refused records change nothing."""
+    view = _view(state)
+    for e in envelopes:
+        try:
+            _apply(view, e, time_ms)
+        except VerificationError:
+            continue
     changes = view.governance.finish(height, size)
     return changes.state if changes.state is not None else state
 
@@ -510,3 +525,44 @@ def test_staged_blocks_layer_like_committed_ones(tmp_path: Path) -> None:
         staged_store.storage.close()
         plain.storage.close()
 
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_scenarios(), st.lists(st.booleans(), min_size=7, max_size=7))
+def test_stored_state_equals_the_state_computed_in_memory(
+        blocks: list[list[tuple[str, int, int, bool, int]]], reopen_after: list[bool]) -> None:
+    """Committed through LMDB with restarts between blocks, then rebuilt from the blocks
+    alone: always the state the views compute in memory."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder))
+        state = GovernanceState(M0)
+        proposals: list[bytes] = []
+        try:
+            for height, steps in enumerate(blocks, 1):
+                time_ms = 1_000 * height
+                records: list[Envelope] = [anchor()]
+                for kind, who, pick, stale, offset in steps:
+                    author = AUTHORS[who]
+                    if kind == PROPOSE:
+                        new = _candidates(state.current)[pick % 5]
+                        base = with_approvals(state.current, 1) if stale else state.current
+                        env = propose(author, new, base=base,
+                                      expires_ms=max(time_ms + 1_000 * offset, 0))
+                        proposals.append(env.record_id)
+                    else:
+                        pid = proposals[-1 - pick % len(proposals)] if proposals else bytes(32)
+                        env = approve(author, pid)
+                    records.append(env)
+                size = store.ledger.head.tree_size + len(records)
+                state = _committed(state, records, time_ms, height, size)
+                store.commit(records, time_ms)
+                if reopen_after[height - 1]:
+                    store.reopen()
+                assert store.book.governance.state == state
+            with store.storage.write() as txn:
+                txn.drop(store.storage.db(b"governance"), delete=False)
+            store.reopen()
+            assert store.book.governance.state == state
+            assert store.book.rules.membership == state.current
+        finally:
+            store.storage.close()
