@@ -395,10 +395,11 @@ class GovernanceBook:
 
     def __init__(self, ledger: Ledger, genesis: Membership) -> None:
         self.ledger = ledger
-        self._db = ledger.storage.db(b"governance")
         self.state = GovernanceState(genesis)
         self.height = 0
-        self._load()
+        if ledger.storage.has_db(b"governance"):  # else: an older store, read-only
+            self._db = ledger.storage.db(b"governance")
+            self._load()
 
     def _load(self) -> None:
         transitions: list[Transition] = []

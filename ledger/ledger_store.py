@@ -51,7 +51,7 @@ class Ledger:
         self.tree = TreeStore(storage)
         names = (b"records", b"record_ids", b"blocks", b"certificates", b"checkpoints", b"meta",
                  b"policy", b"governance")
-        self._db = {name: storage.db(name) for name in names}
+        self._db = {name: storage.db(name) for name in names if storage.has_db(name)}
         self.head = self._load_head()
         self.subjects = SubjectIndex(storage)
         self.subjects.catch_up(self.tree.size, self.record)

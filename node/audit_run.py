@@ -95,7 +95,8 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
 
     try:
         report = verify_export(reader, genesis_bytes, progress=progress,
-                               map_chunks=map if args.jobs == 1 else pooled(args.jobs))
+                               map_chunks=map if args.jobs == 1 else pooled(args.jobs),
+                               chain=_chain(args))
     finally:
         bar.close()
     seconds = time.monotonic() - started
@@ -107,6 +108,11 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
         print(f"FAILED: {report.failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _chain(args: argparse.Namespace) -> bytes | None:
+    chain = getattr(args, "chain", None)
+    return Path(chain).read_bytes() if chain else None
 
 
 def report_json(report: AuditReport, seconds: float, jobs: int) -> dict[str, Any]:

@@ -14,6 +14,14 @@ A block's root is certified by its certificate, so when entries and tiles disagr
 check order tells which was tampered with: a bad entry fails its signature (2) or its
 block's root (3); a bad tile fails (5) after its block verified.
 Failures name the record index, block height, file and byte offset (``AuditFailure``).
+
+Across membership changes (docs/GOVERNANCE.md) the pass needs the membership chain
+(``chain``, verified from the genesis first): block h's certificate is then checked with
+the validators in force at h, each checkpoint with those that sign its size, and each
+record's key must be one of the membership in force at its index (workers get the key
+ranges). The governance records themselves are replayed from the blocks (only blocks
+holding some are decoded here) and every adoption must be the chain's, at its tree size;
+without a chain, the first adoption stops the pass with a hint to pass one.
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ from ledger.checkpoint import Checkpoint
 from ledger.errors import FormatError, VerificationError
 from ledger.export import CERTIFICATES, CHECKPOINT, CHECKPOINTS, HEADERS, ExportReader, series_path
 from ledger.genesis import Genesis, TrustRoot, genesis_hash
+from ledger.governance import GovernanceState, GovernanceView
+from ledger.membership_chain import MembershipHistory, verify_chain
 from ledger.receipts import final_checkpoint
+from ledger.records import Envelope, Record, decode_body
 from ledger.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, tile_of, tiles_for
 
 MAX_LISTED_ANOMALIES = 1000
@@ -72,11 +83,13 @@ class AuditReport:
 
 
 def verify_export(reader: ExportReader, genesis_bytes: bytes, *,
-                  map_chunks: ChunkMap = map, progress: Progress | None = None
-                  ) -> AuditReport:
-    """Verify everything in ``reader``; the report's ``failure`` is the first problem."""
+                  map_chunks: ChunkMap = map, progress: Progress | None = None,
+                  chain: bytes | None = None) -> AuditReport:
+    """Verify everything in ``reader``; the report's ``failure`` is the first problem.
+    ``chain``: the membership chain file, needed once governance changed the membership."""
     audit = _Audit(reader, genesis_bytes, progress)
     try:
+        audit.use_chain(chain)
         audit.run(map_chunks)
     except VerificationError as exc:
         audit.report.failure = str(exc)
@@ -95,6 +108,12 @@ class _Audit:
         self.validators = ValidatorSet(tuple(Validator(v.key.public_key, v.power)
                                              for v in genesis.validators))
         self.checker = RecordChecker.from_genesis(genesis, reader.limits)
+        self.history = MembershipHistory.genesis_only(genesis)
+        self.keys = self.history.all_keys()
+        self.chain_given = False
+        self.governance = GovernanceState(self.history.memberships[0])
+        self._sets: dict[int, ValidatorSet] = {0: self.validators}
+        self._gov_chunks: list[tuple[int, int]] = []  # [first, end) of chunks with some
         self.chain = ChainVerifier(genesis.network, self.chain_id)
         self.tiles = _TileChecker(reader, self._height_of)
         self.report = AuditReport(reader.origin, reader.tree_size, reader.height)
@@ -107,6 +126,30 @@ class _Audit:
         self.agreements: dict[bytes, AgreementSeen] = {}
         self.revoked: set[bytes] = set()
         self._sizes: list[int] = []
+
+    def use_chain(self, chain: bytes | None) -> None:
+        """Trust the memberships of a membership chain verified from the genesis."""
+        if chain is None:
+            return
+        history = verify_chain(chain, self.genesis, self.reader.limits)
+        self.history, self.chain_given = history, True
+        self.keys = history.all_keys()
+        keys = {(k.key_hash, k.name, k.public_key)
+                for m in history.memberships for a in m.agencies for k in a.record_keys}
+        spans = tuple(sorted((h, tuple(r)) for h, r in history.key_ranges().items()))
+        self.checker = RecordChecker(self.genesis.network, tuple(sorted(keys)),
+                                     self.reader.limits, spans)
+
+    def _validators_at(self, first_index: int) -> ValidatorSet:
+        """The validator set deciding the block whose records start at ``first_index``."""
+        number = self.history.number_for_size(first_index + 1)
+        found = self._sets.get(number)
+        if found is None:
+            m = self.history.memberships[number]
+            found = ValidatorSet(tuple(Validator(v.key.public_key, v.power)
+                                       for v in m.validators))
+            self._sets[number] = found
+        return found
 
     # --- the pass ----------------------------------------------------------------------
 
@@ -155,6 +198,9 @@ class _Audit:
         for (agency, kind), n in result.counts.items():
             report.per_agency[agency] += n
             report.per_kind[kind] += n
+            if kind == "governance":
+                self._gov_chunks.append((result.first_index,
+                                         result.first_index + result.checked))
         for index, problem in result.anomalies:
             self._anomaly(index, problem)
         self._cross_records(result)
@@ -207,6 +253,7 @@ class _Audit:
             envelopes = tuple(self.pending[: header.record_count])
             block = Block(header, envelopes)
             self._check_certificate(height, block)
+            self._replay_governance(height, block)
             leaves = merkle.leaf_hashes(envelopes)
             try:
                 self.chain.add(block, leaves)
@@ -221,6 +268,49 @@ class _Audit:
             self.next_height += 1
             if self.progress is not None:
                 self.progress(header.tree_size, self.reader.tree_size)
+
+    def _replay_governance(self, height: int, block: Block) -> None:
+        """Apply the block's governance records; an adoption must be the chain's."""
+        header = block.header
+        first = header.tree_size - header.record_count
+        if any(lo < header.tree_size and first < hi for lo, hi in self._gov_chunks):
+            view = GovernanceView(self.governance)
+            keys = self.keys
+            for offset, raw in enumerate(block.envelopes):
+                envelope = Envelope.from_bytes(raw, self.reader.limits)
+                body = decode_body(envelope.body)
+                key = keys.get(envelope.signer)
+                if body.WhichOneof("kind") != "governance" or key is None:
+                    continue
+                try:
+                    view.apply(Record(envelope, body, key), header.time_ms)
+                except VerificationError as exc:  # the quorum let it in: it changes nothing
+                    self._anomaly(first + offset, f"governance record refused: {exc}")
+            changes = view.finish(height, header.tree_size)
+            if changes.state is not None:
+                self.governance = changes.state
+        adopted = len(self.governance.transitions)
+        expected = self.history.number_for_size(header.tree_size + 1)
+        if adopted == expected:
+            if adopted and self.governance.current.hash != self.history.memberships[
+                    adopted].hash:
+                raise AuditFailure(f"block {height} adopts a membership other than the "
+                                   f"membership chain's membership {adopted}")
+            return
+        if adopted > expected:
+            t = self.governance.transitions[-1]
+            if not self.chain_given:
+                raise AuditFailure(
+                    f"block {height} adopts membership {t.number} (proposal "
+                    f"{t.proposal_id.hex()[:16]}): verifying past a membership change needs "
+                    "the membership chain (--chain FILE)")
+            raise AuditFailure(f"block {height} adopts membership {t.number} at tree size "
+                               f"{t.tree_size}, the membership chain has "
+                               f"{len(self.history.sizes)} transitions ending at sizes "
+                               f"{list(self.history.sizes)}")
+        raise AuditFailure(f"the membership chain's transition {expected} at tree size "
+                           f"{self.history.sizes[expected - 1]} is not in the ledger (no "
+                           f"block up to {height} adopted it)")
 
     def _header(self, height: int) -> BlockHeader:
         try:
@@ -248,7 +338,8 @@ class _Audit:
             raise AuditFailure(f"{where}: block {height} has no commit certificate")
         try:
             cert = CommitCertificate.from_bytes(raw)
-            check_certificate(cert, self.validators, self.chain_id)
+            first = block.header.tree_size - block.header.record_count
+            check_certificate(cert, self._validators_at(first), self.chain_id)
         except VerificationError as exc:
             raise AuditFailure(f"{where}: {exc}") from exc
         if cert.height != height or not hmac.compare_digest(cert.block_id, block.hash):
@@ -270,7 +361,8 @@ class _Audit:
 
     def _final(self, note: bytes, where: str) -> tuple[Checkpoint, tuple[str, ...]]:
         try:
-            return final_checkpoint(note, self.trust, self.reader.limits)
+            return final_checkpoint(note, self.trust, self.reader.limits,
+                                    self.history if self.chain_given else None)
         except VerificationError as exc:
             raise AuditFailure(f"{where}: {exc}") from exc
 

@@ -5,6 +5,7 @@ between blocks) and a model check against a reference written the simplest way."
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,11 +22,14 @@ from ledger.errors import (
     NotPermittedError,
     PolicyError,
     SignatureError,
+    UsageError,
+    VerificationError,
 )
 from ledger.genesis import genesis_hash
 from ledger.governance import (
     APPROVE,
     PROPOSE,
+    GovernanceBook,
     GovernanceState,
     GovernanceView,
     approve_body,
@@ -117,6 +121,19 @@ def _block(state: GovernanceState, envelopes: Sequence[Envelope], time_ms: int, 
     view = _view(state)
     for e in envelopes:
         _apply(view, e, time_ms)
+    changes = view.governance.finish(height, size)
+    return changes.state if changes.state is not None else state
+
+
+def _committed(state: GovernanceState, envelopes: Sequence[Envelope], time_ms: int,
+               height: int, size: int) -> GovernanceState:
+    """As ``_block``, for a certified block: refused records change nothing."""
+    view = _view(state)
+    for e in envelopes:
+        try:
+            _apply(view, e, time_ms)
+        except VerificationError:
+            continue
     changes = view.governance.finish(height, size)
     return changes.state if changes.state is not None else state
 
@@ -463,3 +480,89 @@ def test_state_matches_the_reference_model(blocks: list[list[tuple[str, int, int
             model.adoptions
         assert {pid: list(p.approvers) for pid, p in state.pending.items()} == \
             {pid: e[3] for pid, e in model.pending.items()}
+
+
+def test_an_older_store_without_the_governance_db_opens_read_only(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.commit([anchor()], 1_000)
+    with store.storage.write() as txn:  # as a store written before governance existed
+        txn.drop(store.storage.db(b"governance"), delete=True)
+    store.storage.close()
+    with Storage(tmp_path, StorageConfig(readonly=True)) as storage:
+        ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
+        assert ledger.head.height == 1 and not storage.has_db(b"governance")
+        book = GovernanceBook(ledger, M0)
+        assert book.membership() == M0 and book.history() == () and book.height == 0
+    store.open()  # read-write: created again, and the state rebuilt from the blocks
+    assert store.storage.has_db(b"governance") and store.book.governance.height == 1
+    store.storage.close()
+
+
+def test_staged_blocks_layer_like_committed_ones(tmp_path: Path) -> None:
+    """Changes computed on top of a staged (decided, unwritten) adoption equal those
+    computed after writing it: the next block is checked with the new membership."""
+    rotated = rotate_tax(M0)
+    p = propose("tax", rotated)
+    first = [p, approve("social", p), approve("health", p)]
+    second = [anchor("tax"), propose("social", with_approvals(rotated, 2), base=rotated)]
+    staged_store, plain = Store(tmp_path / "staged"), Store(tmp_path / "plain")
+    try:
+        c1, b1 = staged_store.changes(first, 1_000)
+        frontier = merkle.Frontier()
+        frontier.extend(merkle.leaf_hashes(b1.envelopes))
+        b2 = build_block(NET, b1.header, b1.hash, [e.raw for e in second], frontier, 1_100,
+                         b"\x00" * 32)
+        with pytest.raises(UsageError, match="needs the tree size"):
+            staged_store.book.changes_for(2, b2.envelopes, 1_100, [c1])
+        c2 = staged_store.book.changes_for(2, b2.envelopes, 1_100, [c1],
+                                           tree_size=b2.header.tree_size)
+        assert staged_store.book.view([c1, c2]).rules.membership == rotated
+        plain.commit(first, 1_000)
+        assert plain.commit(second, 1_100) == c2  # old tax key: ignored in both
+        assert c2.governance is not None and c2.governance.state is not None
+        assert [p.author for p in c2.governance.state.pending.values()] == ["social"]
+    finally:
+        staged_store.storage.close()
+        plain.storage.close()
+
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_scenarios(), st.lists(st.booleans(), min_size=7, max_size=7))
+def test_stored_state_equals_the_state_computed_in_memory(
+        blocks: list[list[tuple[str, int, int, bool, int]]], reopen_after: list[bool]) -> None:
+    """Committed through LMDB with restarts between blocks, then rebuilt from the blocks
+    alone: always the state the views compute in memory."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder))
+        state = GovernanceState(M0)
+        proposals: list[bytes] = []
+        try:
+            for height, steps in enumerate(blocks, 1):
+                time_ms = 1_000 * height
+                records: list[Envelope] = [anchor()]
+                for kind, who, pick, stale, offset in steps:
+                    author = AUTHORS[who]
+                    if kind == PROPOSE:
+                        new = _candidates(state.current)[pick % 5]
+                        base = with_approvals(state.current, 1) if stale else state.current
+                        env = propose(author, new, base=base,
+                                      expires_ms=max(time_ms + 1_000 * offset, 0))
+                        proposals.append(env.record_id)
+                    else:
+                        pid = proposals[-1 - pick % len(proposals)] if proposals else bytes(32)
+                        env = approve(author, pid)
+                    records.append(env)
+                size = store.ledger.head.tree_size + len(records)
+                state = _committed(state, records, time_ms, height, size)
+                store.commit(records, time_ms)
+                if reopen_after[height - 1]:
+                    store.reopen()
+                assert store.book.governance.state == state
+            with store.storage.write() as txn:
+                txn.drop(store.storage.db(b"governance"), delete=False)
+            store.reopen()
+            assert store.book.governance.state == state
+            assert store.book.rules.membership == state.current
+        finally:
+            store.storage.close()

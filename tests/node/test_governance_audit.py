@@ -1,0 +1,170 @@
+"""Auditing across membership changes: `audit verify-ledger --chain` over an export of a
+ledger that went through a validator-key rotation, a record-key rotation and a validator
+swap; what fails without the chain, with a wrong chain, with a certificate by a removed
+validator set or a record signed by a rotated-out key; and `verify-receipt` /
+`verify-consistency --chain` as users run them (exit codes, one FAILED: line)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ledger.export import ExportReader
+from ledger.export_writer import export_ledger
+from ledger.receipts import ConsistencyProof
+from node.audit_run import pooled
+from node.backup import create_backup, verify_backup
+from node.cli import main
+from node.ledger_audit import AuditReport, verify_export
+from tests.ledger.governance_helpers import KEYS
+from tests.ledger.governance_ledger import (
+    GovLedger,
+    agency_anchor,
+    build_governed,
+    tax_anchor,
+)
+from tests.ledger.policy_helpers import GENESIS, VALIDATOR_KEYS
+
+
+class Exported:
+    def __init__(self, folder: Path, tail: Callable[[GovLedger], None] | None = None) -> None:
+        self.folder = folder
+        g = build_governed(folder / "store")
+        try:
+            if tail is not None:
+                tail(g)
+            export_ledger(g.ledger, folder / "export")
+            self.chain = folder / "chain.json"
+            self.chain.write_bytes(g.chain())
+            self.size = g.ledger.tree.size
+            (folder / "receipt").write_bytes(g.ledger.receipt(0, self.size))
+            (folder / "record").write_bytes(g.ledger.record(0))
+            (folder / "old.checkpoint").write_bytes(g.ledger.checkpoint(2) or b"")
+            (folder / "new.checkpoint").write_bytes(g.ledger.checkpoint(self.size) or b"")
+            proof = ConsistencyProof(2, self.size, tuple(g.ledger.consistency_proof(2,
+                                                                                   self.size)))
+            (folder / "consistency.proof").write_bytes(proof.to_bytes())
+        finally:
+            g.close()
+        self.genesis = folder / "genesis.json"
+        self.genesis.write_bytes(GENESIS.to_bytes())
+
+    def verify(self, chain: bytes | None = None, jobs: int = 1) -> AuditReport:
+        return verify_export(ExportReader(self.folder / "export"), GENESIS.to_bytes(),
+                             chain=chain, map_chunks=map if jobs == 1 else pooled(jobs))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
+    yield Exported(tmp_path_factory.mktemp("governed"))
+
+
+def test_verify_ledger_across_membership_changes_with_the_chain(exported: Exported) -> None:
+    report = exported.verify(exported.chain.read_bytes())
+    assert report.ok, report.failure
+    assert (report.blocks, report.certificates, report.records) == (10, 10, exported.size)
+    assert report.per_kind["governance"] == 9 and report.anomaly_count == 0
+    pooled_report = exported.verify(exported.chain.read_bytes(), jobs=2)
+    assert pooled_report.ok, pooled_report.failure
+
+
+def test_verify_ledger_without_the_chain_says_to_pass_it(exported: Exported) -> None:
+    report = exported.verify()
+    assert not report.ok and "pass --chain" in report.failure, report.failure
+
+
+def test_verify_ledger_with_a_truncated_chain_names_the_missing_adoption(
+        exported: Exported) -> None:
+    doc = json.loads(exported.chain.read_bytes())
+    doc["transitions"].pop()
+    report = exported.verify(json.dumps(doc).encode())
+    assert report.failure == ("block 8 adopts membership 3 at tree size 16, the membership "
+                              "chain has 2 transitions ending at sizes [7, 11]")
+
+
+def _old_tax_key_record(g: GovLedger) -> None:
+    g.commit([agency_anchor("social"), tax_anchor(KEYS["tax"])])  # tax rotated it out
+
+
+def _certificate_by_removed_validators(g: GovLedger) -> None:
+    # M3 is V0, V2, V4, V5: V1 (removed by M3) and V3 (by M1) do not count.
+    g.commit([agency_anchor("social")],
+             cert_keys=[VALIDATOR_KEYS[0], VALIDATOR_KEYS[1], VALIDATOR_KEYS[3]])
+
+
+@pytest.mark.parametrize("tail, failure", [
+    (_old_tax_key_record, "record 20 (block 11, tile/entries/000.p/21 entry at byte "),
+    (_certificate_by_removed_validators, "block 11 commit certificate"),
+])
+def test_verify_ledger_refuses_what_only_removed_members_signed(
+        tmp_path: Path, tail: Callable[[GovLedger], None], failure: str) -> None:
+    bad = Exported(tmp_path, tail)
+    report = bad.verify(bad.chain.read_bytes())
+    assert report.failure.startswith(failure), report.failure
+    if tail is _old_tax_key_record:
+        assert report.failure.endswith("is not a record key of the membership in force at "
+                                       "this index")
+    else:
+        assert "certificate has 1 of 3 required power" in report.failure
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_verify_ledger_receipt_and_consistency_with_the_chain(
+        exported: Exported, capsys: pytest.CaptureFixture[str]) -> None:
+    f = exported.folder
+    code, out, err = _cli(capsys, "audit", "verify-ledger", f / "export", "--trust",
+                          exported.genesis, "--chain", exported.chain)
+    assert code == 0, err
+    code, out, err = _cli(capsys, "audit", "verify-receipt", f / "receipt", "--record",
+                          f / "record", "--trust", exported.genesis, "--chain", exported.chain)
+    assert code == 0, err
+    assert out.startswith("OK: record (anchor by tax) is entry 0") and \
+        "signed by 4 of 4 validators of membership 3 (need 3)" in out
+    code, out, err = _cli(capsys, "audit", "verify-consistency", f / "old.checkpoint",
+                          f / "new.checkpoint", "--proof", f / "consistency.proof",
+                          "--trust", exported.genesis, "--chain", exported.chain)
+    assert code == 0 and f"size {exported.size} extends its state at size 2" in out, err
+
+
+def test_cli_refuses_a_bad_chain_with_one_failed_line(
+        exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = exported.folder
+    doc = json.loads(exported.chain.read_bytes())
+    del doc["transitions"][0]["records"][-1]  # an approval missing
+    bad = tmp_path / "chain.json"
+    bad.write_text(json.dumps(doc))
+    for verb in (["verify-receipt", f / "receipt", "--record", f / "record"],
+                 ["verify-consistency", f / "old.checkpoint", f / "new.checkpoint",
+                  "--proof", f / "consistency.proof"],
+                 ["verify-ledger", f / "export"]):
+        code, out, err = _cli(capsys, "audit", *verb, "--trust", exported.genesis,
+                              "--chain", bad)
+        assert code == 1 and out == "", (verb, err)
+        assert err == ("FAILED: membership chain transition 1: 2 distinct approvals, "
+                       "membership 0 adopts with exactly 3\n")
+    code, out, err = _cli(capsys, "audit", "verify-receipt", f / "receipt", "--record",
+                          f / "record", "--trust", exported.genesis)
+    assert code == 1 and err.startswith("FAILED: ") and err.count("\n") == 1
+    assert "pass --chain" in err
+
+
+def test_backup_of_a_governed_store_verifies_its_checkpoint_through_the_chain(
+        tmp_path: Path) -> None:
+    g = build_governed(tmp_path / "store")
+    g.close()
+    manifest = create_backup(tmp_path / "store", tmp_path / "backup", datetime.now(UTC),
+                             GENESIS.to_bytes())
+    assert manifest.tree_size == 19
+    assert verify_backup(tmp_path / "backup", GENESIS.to_bytes()).tree_size == 19
