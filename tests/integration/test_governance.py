@@ -290,6 +290,16 @@ def test_record_key_rotation(cluster: Cluster, tmp_path: Path) -> None:
     trust = TrustRoot.load(cluster.net.genesis_path)
     verified = verify_receipt(receipt, envelope.raw, trust, history=history)
     assert verified.index == before.index
+    chain_file = tmp_path / "membership-chain.json"
+    cli(cluster, "governance", "chain", "--profile", str(cluster.profile_path("agency-4")),
+        "--out", str(chain_file))
+    record_file, receipt_file = tmp_path / "record.bin", tmp_path / "receipt.txt"
+    record_file.write_bytes(envelope.raw)
+    receipt_file.write_bytes(receipt)
+    out = cli(cluster, "audit", "verify-receipt", str(receipt_file), "--record",
+              str(record_file), "--trust", str(cluster.net.genesis_path),
+              "--chain", str(chain_file))
+    assert f"entry {before.index} " in out
 
 
 def ledger_pb2_request(index: int) -> object:
