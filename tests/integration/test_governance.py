@@ -23,7 +23,7 @@ import pytest
 
 from ledger.checkpoint import Checkpoint, checkpoint_note
 from ledger.errors import SignatureError
-from ledger.genesis import Genesis, TrustRoot
+from ledger.genesis import Agency, Genesis, TrustRoot
 from ledger.keys import SigningKey, VerifierKey
 from ledger.membership import Membership
 from ledger.membership_chain import verify_chain
@@ -34,6 +34,7 @@ from node.client import Ack, ApiError, LedgerClient
 from node.config import read_signing_key
 from node.governance_cli import Edits, edit_membership
 from node.localnet import generate
+from node.tls import generate_identity
 from proto import ledger_pb2
 from tests.integration.cluster import NETWORK, Cluster, _fast_timeouts, free_port_range
 
@@ -314,4 +315,37 @@ def old_record_bytes(cluster: Cluster, index: int) -> bytes:
     return bytes(response.envelope)
 
 
-__all__ = ["LedgerClient"]
+def test_a_new_agency_is_accepted_and_a_removed_one_refused_without_restart(
+        cluster: Cluster) -> None:
+    now = datetime.now(UTC)
+    client_cert, client_key = generate_identity("client.housing", now, 30)
+    node_cert, _ = generate_identity("node.housing", now, 30)
+    record_key = SigningKey.generate("housing", os.urandom)
+    genesis_bytes = cluster.net.genesis_path.read_bytes()
+    address = cluster.node("agency-3").address  # a node that is no validator any more
+
+    def housing() -> LedgerClient:
+        return LedgerClient.connect(address, genesis_bytes, client_cert, client_key,
+                                    "node.agency-3", timeout=5)
+
+    with housing() as client, pytest.raises(ApiError) as refused:
+        client.status()
+    assert refused.value.code.name == "UNAVAILABLE"  # the TLS handshake fails
+    agency = Agency("housing", (record_key.verifier,), "agency", (node_cert.decode(),),
+                    (client_cert.decode(),))
+    with cluster.client("agency-1") as one:
+        current = one.membership()
+    joined = adopt(cluster, edit_membership(current, Edits(add_agencies=[agency])),
+                   "add housing")
+    with cluster.client("agency-3") as own:
+        eventually(lambda: own.membership() == joined)
+    with housing() as client:
+        ack = client.submit(anchor("housing", record_key, 1))
+        assert client.get_record(index=ack.index).record.record_id == ack.record_id
+    left = adopt(cluster, edit_membership(joined, Edits(remove_agencies=["housing"])),
+                 "remove housing")
+    with cluster.client("agency-3") as own:
+        eventually(lambda: own.membership() == left)
+    with housing() as client, pytest.raises(ApiError) as refused:
+        client.status()
+    assert refused.value.code.name == "UNAVAILABLE"
