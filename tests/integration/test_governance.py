@@ -33,7 +33,7 @@ from ledger.records import Envelope, sign_record
 from node.client import Ack, ApiError, LedgerClient
 from node.config import read_signing_key
 from node.governance_cli import Edits, edit_membership
-from node.localnet import generate
+from node.localnet import generate, write_secret
 from node.tls import generate_identity
 from proto import ledger_pb2
 from tests.integration.cluster import NETWORK, Cluster, _fast_timeouts, free_port_range
@@ -303,6 +303,12 @@ def test_record_key_rotation(cluster: Cluster, tmp_path: Path) -> None:
     assert f"entry {before.index} " in out
 
 
+def checkpoint_request(size: int) -> object:
+    from proto import node_pb2
+
+    return node_pb2.CheckpointRequest(tree_size=size)
+
+
 def ledger_pb2_request(index: int) -> object:
     from proto import node_pb2
 
@@ -349,3 +355,35 @@ def test_a_new_agency_is_accepted_and_a_removed_one_refused_without_restart(
     with housing() as client, pytest.raises(ApiError) as refused:
         client.status()
     assert refused.value.code.name == "UNAVAILABLE"
+
+
+def test_validator_key_rotation(cluster: Cluster) -> None:
+    """agency-7's node gets its next key in its config and restarts; governance swaps the
+    key in the set; with agency-6's node down, the set {1, 5, 6, 7} commits only if
+    agency-7 votes and signs checkpoints with its new key."""
+    node = cluster.node("agency-7")
+    new_key = SigningKey.generate("validator.agency-7.next", os.urandom)
+    key_file = keys_dir(cluster, "agency-7") / "validator.agency-7.next.skey"
+    write_secret(key_file, (new_key.to_skey() + "\n").encode())
+    text = node.config_path.read_text()
+    old_line = 'validator_key = "keys/validator.agency-7.skey"'
+    assert old_line in text
+    node.config_path.write_text(text.replace(
+        old_line, f'{old_line}\nnext_validator_key = "keys/{key_file.name}"'))
+    cluster.stop("agency-7")
+    cluster.start("agency-7")
+    wait_ready(cluster, ["agency-7"])
+    with cluster.client("agency-1") as one:
+        current = one.membership()
+    old = validator_vkey(cluster, "agency-7").to_vkey()
+    adopt(cluster, edit_membership(current, Edits(rotate_validator_key=[(old,
+                                                                         new_key.verifier)])),
+          "rotate agency-7's validator key")
+    cluster.stop("agency-6")
+    with cluster.client("agency-1") as one:
+        ack = one.submit(anchor("agency-1", cluster.key("agency-1"), 99))
+        note = one.checkpoint()
+    assert ack.checkpoint.size > 0 and note.size >= ack.checkpoint.size
+    with cluster.client("agency-1") as one:
+        response = one._call(one._stub.GetCheckpoint, checkpoint_request(ack.checkpoint.size))
+    assert "validator.agency-7.next" in response.note.decode()
