@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -21,9 +22,11 @@ from consensus.certificate import CommitCertificate, certificate_quorum
 from consensus.validators import Validator as ConsensusValidator
 from consensus.validators import ValidatorSet
 from ledger.blocks import Block
-from ledger.checkpoint import check_checkpoint
+from ledger.checkpoint import Checkpoint, check_checkpoint
 from ledger.errors import FormatError, LedgerError, VerificationError
-from ledger.genesis import Genesis, genesis_hash
+from ledger.genesis import Genesis, Validator, genesis_hash
+from ledger.governance import GovernanceState
+from ledger.membership import Membership
 from ledger.note import Note
 from ledger.records import Envelope, decode_body, verify_envelope
 from node.explorer.source import LedgerReader
@@ -93,24 +96,46 @@ def iso_day(day: int) -> str:
 class Explorer:
     """Answers for the explorer's pages, from a reader and the network's genesis."""
 
-    def __init__(self, reader: LedgerReader, genesis_bytes: bytes) -> None:
+    def __init__(self, reader: LedgerReader, genesis_bytes: bytes,
+                 governance: Callable[[], GovernanceState] | None = None) -> None:
+        """``governance``: the memberships after the chain (a node passes its governance
+        book's state); without it the genesis membership is taken to hold throughout."""
         self.reader = reader
         self.genesis: Genesis = Genesis.from_bytes(genesis_bytes)
         self.chain_id = genesis_hash(genesis_bytes)
-        self.keyring = self.genesis.keyring()
+        genesis_state = GovernanceState(Membership.from_genesis(self.genesis))
+        self._governance = governance or (lambda: genesis_state)
         self.stats = LedgerStats()
-        g = self.genesis
-        self._validator_names = {v.key.key_hash: v.agency or v.key.name for v in g.validators}
-        self._validator_by_pub = {v.key.public_key: v.agency or v.key.name for v in g.validators}
-        self._validators = ValidatorSet(tuple(
-            ConsensusValidator(v.key.public_key, v.power) for v in g.validators
-        ))
+        self._sets: dict[bytes, ValidatorSet] = {}
         self._header_at = lru_cache(maxsize=HEADER_CACHE)(self._read_header_view)
+
+    def _validators_ever(self) -> list[Validator]:
+        state = self._governance()
+        return [v for m in (state.genesis, *(t.membership for t in state.transitions))
+                for v in m.validators]
+
+    @property
+    def _validator_names(self) -> dict[bytes, str]:
+        return {v.key.key_hash: v.agency or v.key.name for v in self._validators_ever()}
+
+    @property
+    def _validator_by_pub(self) -> dict[bytes, str]:
+        return {v.key.public_key: v.agency or v.key.name for v in self._validators_ever()}
+
+    def _validator_set(self, height: int) -> ValidatorSet:
+        m = self._governance().at_height(height)
+        found = self._sets.get(m.hash)
+        if found is None:
+            found = self._sets[m.hash] = ValidatorSet(tuple(
+                ConsensusValidator(v.key.public_key, v.power) for v in m.validators))
+        return found
 
     # --- overview ----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         head = self.reader.head
+        state = self._governance()
+        current = state.current
         return {
             "network": self.genesis.network,
             "height": head.height,
@@ -118,10 +143,16 @@ class Explorer:
             "head_hash": hexify(head.hash),
             "validators": [
                 {"name": v.key.name, "agency": v.agency, "power": v.power}
-                for v in self.genesis.validators
+                for v in current.validators
             ],
-            "threshold": self.genesis.threshold,
-            "agencies": [{"name": a.name, "role": a.role} for a in self.genesis.agencies],
+            "threshold": current.threshold,
+            "agencies": [{"name": a.name, "role": a.role} for a in current.agencies],
+            "membership": hexify(current.hash),
+            "adoptions": [
+                {"number": t.number, "from_height": t.from_height, "tree_size": t.tree_size,
+                 "approvers": list(t.approvers), "summary": t.summary}
+                for t in state.transitions
+            ],
         }
 
     def checkpoint(self) -> dict[str, Any]:
@@ -138,12 +169,15 @@ class Explorer:
         return latest[1]
 
     def _checkpoint_view(self, note_bytes: bytes) -> dict[str, Any]:
-        g = self.genesis
-        result = check_checkpoint(note_bytes, g.validator_keys, g.threshold, origin=g.network)
+        """Checked with the validators of the membership that signs its size."""
+        note = Note.from_bytes(note_bytes)
+        m = self._governance().for_size(Checkpoint.from_text(note.text).size)
+        keys = m.validator_keys
+        result = check_checkpoint(note_bytes, keys, m.threshold, origin=self.genesis.network)
         signed = {k.key_hash for k in result.signed}
         lines = []
-        for sig in Note.from_bytes(note_bytes).signatures:
-            key = next((k for k in g.validator_keys if k.key_id == sig.key_id
+        for sig in note.signatures:
+            key = next((k for k in keys if k.key_id == sig.key_id
                         and k.name == sig.name), None)
             lines.append({
                 "name": sig.name,
@@ -221,7 +255,7 @@ class Explorer:
             cert = CommitCertificate.from_bytes(raw)
         except VerificationError as exc:
             return {"error": f"certificate does not parse: {exc}"}
-        quorum = certificate_quorum(cert, self._validators, self.chain_id)
+        quorum = certificate_quorum(cert, self._validator_set(cert.height), self.chain_id)
         return {
             "round": cert.round,
             "block_id": hexify(cert.block_id),
@@ -253,12 +287,13 @@ class Explorer:
         env = Envelope.from_bytes(raw)
         body = decode_body(env.body)
         kind = body.WhichOneof("kind") or ""
+        keyring = self._governance().at_index(index).keyring()  # the keys then in force
         try:
-            verify_envelope(env, self.keyring, self.genesis.network)
+            verify_envelope(env, keyring, self.genesis.network)
             signature = "valid"
         except VerificationError as exc:
             signature = f"INVALID: {exc}"
-        key = self.keyring.get(env.signer)
+        key = keyring.get(env.signer)
         return {
             "index": index,
             "height": self.height_of(index),
