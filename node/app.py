@@ -87,7 +87,7 @@ class LedgerApp:
         ledger: Ledger,
         mempool: Mempool,
         network: str,
-        proposer_key_hash: bytes,
+        proposer_key_hash: bytes | Callable[[int], bytes],
         policy: BlockPolicy,
         limits: Limits,
         book: PolicyBook,
@@ -99,6 +99,8 @@ class LedgerApp:
         self.mempool = mempool
         self.network = network
         self.proposer = proposer_key_hash
+        """Key hash written as the proposer of our blocks, or one per height (a node
+        rotating its validator key names the key in that height's set)."""
         self.policy = policy
         self.limits = limits
         self.book = book
@@ -148,7 +150,8 @@ class LedgerApp:
         view = self.policy_view()
         envelopes = self._admissible(view, taken, time_ms)
         block = build_block(self.network, tip.header, tip.hash, envelopes, tip.frontier.copy(),
-                            time_ms, self.proposer)
+                            time_ms, self.proposer if isinstance(self.proposer, bytes)
+                            else self.proposer(height))
         self._remember(block.hash, True)
         self._changes[block.hash] = view
         return block.to_bytes()

@@ -137,6 +137,12 @@ class Node:
         """The validator set the next block is decided by."""
         return self.memberships.validator_set(self.ledger.head.height + 1)
 
+    def _proposer_key_hash(self, height: int) -> bytes:
+        """Which of this node's validator keys proposes at ``height``: the one in its set."""
+        in_set = {k.public_key for k in self.memberships.at(height).validator_keys}
+        mine = [k for k in self.keys if k.verifier.public_key in in_set]
+        return (mine[0] if mine else self.keys[0]).verifier.key_hash
+
     def _membership_changed(self, membership: Membership) -> None:
         """A new membership is in force (staged or committed): refresh what depends on it.
         TLS server pins follow through ``_server_pems`` (asked on each handshake)."""
@@ -176,7 +182,7 @@ class Node:
         assert self.key is not None
         c = self.config.consensus
         app = LedgerApp(
-            self.ledger, self.mempool, self.network, self.key.verifier.key_hash,
+            self.ledger, self.mempool, self.network, self._proposer_key_hash,
             BlockPolicy(c.max_block_records, c.max_block_bytes,
                         idle_block_interval_ms=0 if c.create_empty_blocks
                         else c.timeout_propose_ms // 2,
