@@ -236,6 +236,11 @@ def test_validators_grow_and_shrink_while_records_commit(cluster: Cluster) -> No
                    "remove 2, 3, 4")
         assert {v.agency for v in m3.validators} == {"agency-1", "agency-5", "agency-6",
                                                      "agency-7"}
+        # an approval of an adopted (no longer pending) proposal is refused at admission
+        with cluster.client("agency-3") as three, pytest.raises(ApiError) as stale:
+            three.approve_proposal(cluster.key("agency-3"), bytes.fromhex(proposal))
+        assert stale.value.code.name == "FAILED_PRECONDITION"
+        assert proposal[:16] in str(stale.value)
         # keep committing under the new set for a while
         height = status(cluster, "agency-1")[0]
         wait_height_above(cluster, "agency-1", height + 3)
