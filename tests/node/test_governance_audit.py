@@ -15,12 +15,21 @@ import pytest
 
 from ledger.export import ExportReader
 from ledger.export_writer import export_ledger
+from ledger.membership_chain import CHAIN_FILE, verify_chain
 from ledger.receipts import ConsistencyProof
 from node.audit_run import pooled
 from node.backup import create_backup, verify_backup
 from node.cli import main
 from node.ledger_audit import AuditReport, verify_export
-from tests.ledger.governance_helpers import KEYS, TAX_NEXT, approve, new_key, propose, rotate_tax
+from tests.ledger.governance_helpers import (
+    KEYS,
+    M0,
+    TAX_NEXT,
+    approve,
+    new_key,
+    propose,
+    rotate_tax,
+)
 from tests.ledger.governance_ledger import (
     M1,
     M2,
@@ -224,3 +233,72 @@ def test_backup_of_a_governed_store_verifies_its_checkpoint_through_the_chain(
                              GENESIS.to_bytes())
     assert manifest.tree_size == 19
     assert verify_backup(tmp_path / "backup", GENESIS.to_bytes()).tree_size == 19
+
+
+# --- the chain in exports and next to receipts -------------------------------------
+
+
+def test_export_carries_the_membership_chain_that_verifies_its_receipts(
+        exported: Exported, capsys: pytest.CaptureFixture[str]) -> None:
+    export = exported.folder / "export"
+    chain = ExportReader(export).membership_chain()
+    assert chain is not None and (export / CHAIN_FILE).read_bytes() == chain
+    history = verify_chain(chain, GENESIS)
+    assert history.memberships[1:] == (M1, M2, M3) and history.sizes == (7, 11, 16)
+    code, out, err = _cli(capsys, "audit", "verify-receipt", exported.folder / "receipt",
+                          "--record", exported.folder / "record", "--trust",
+                          exported.genesis, "--chain", export / CHAIN_FILE)
+    assert code == 0 and "validators of membership 3" in out, err
+
+
+def test_export_without_membership_changes_has_no_chain(tmp_path: Path) -> None:
+    g = GovLedger(tmp_path / "store")
+    try:
+        g.commit([agency_anchor("tax")])
+        export_ledger(g.ledger, tmp_path / "export")
+    finally:
+        g.close()
+    assert ExportReader(tmp_path / "export").membership_chain() is None
+    assert not (tmp_path / "export" / CHAIN_FILE).exists()
+
+
+@pytest.mark.parametrize("source", ["--export", "--data-dir"])
+def test_receipt_command_writes_the_chain_the_receipt_needs(
+        exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        source: str) -> None:
+    folder = exported.folder / ("export" if source == "--export" else "store")
+    out = tmp_path / "cut" / "r11"
+    code, said, err = _cli(capsys, "receipt", source, folder, "--index", "11", "--out", out)
+    assert code == 0, err
+    chain = Path(f"{out}.membership-chain.json")
+    assert said.startswith(f"record 11 at tree size {exported.size}: wrote ") and \
+        str(chain) in said
+    code, said, err = _cli(capsys, "audit", "verify-receipt", f"{out}.tlog-proof",
+                           "--record", f"{out}.record", "--trust", exported.genesis,
+                           "--chain", chain)
+    assert code == 0 and said.startswith("OK: record (anchor by tax) is entry 11"), err
+    # before the first change the genesis is enough: no chain unless asked for one
+    early = tmp_path / "r0"
+    code, said, err = _cli(capsys, "receipt", source, folder, "--index", "0", "--size", "2",
+                           "--out", early)
+    assert code == 0 and "the genesis alone verifies it" in said, err
+    assert not Path(f"{early}.membership-chain.json").exists()
+    code, said, err = _cli(capsys, "audit", "verify-receipt", f"{early}.tlog-proof",
+                           "--record", f"{early}.record", "--trust", exported.genesis)
+    assert code == 0, err
+    asked = tmp_path / "asked.json"
+    code, said, err = _cli(capsys, "receipt", source, folder, "--index", "0", "--size", "2",
+                           "--out", early, "--chain-out", asked)
+    assert code == 0, err
+    assert verify_chain(asked.read_bytes(), GENESIS).for_size(2) == M0  # a valid chain
+
+
+def test_receipt_command_refuses_an_unknown_record(
+        exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(capsys, "receipt", "--export", exported.folder / "export",
+                        "--index", str(exported.size), "--out", tmp_path / "x")
+    assert code == 2 and err == (f"error: --index {exported.size} is outside the ledger "
+                                 f"(0..{exported.size - 1})\n")
+    code, _, err = _cli(capsys, "receipt", "--export", exported.folder / "export",
+                        "--record-id", "ab" * 32, "--out", tmp_path / "x")
+    assert code == 2 and err == f"error: no record {'ab' * 32} in the ledger\n"
