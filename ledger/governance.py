@@ -460,6 +460,31 @@ class GovernanceBook:
         self.height = changes.height
 
 
+def stored_transitions(ledger: Ledger) -> tuple[Transition, ...]:
+    """The transitions stored in ``ledger``'s ``governance`` sub-database (none in a store
+    written before it existed), without the genesis: what a reader (export, receipts,
+    explorer) needs to build the membership chain."""
+    if not ledger.storage.has_db(b"governance"):
+        return ()
+    db = ledger.storage.db(b"governance")
+    found: list[Transition] = []
+    with ledger.storage.read() as txn:
+        cursor = txn.cursor(db=db)
+        if cursor.set_range(_TRANSITION):
+            for key, value in cursor:
+                if not bytes(key).startswith(_TRANSITION):
+                    break
+                try:
+                    found.append(Transition.from_json(json.loads(bytes(value))))
+                except (ValueError, KeyError, TypeError, FormatError) as exc:
+                    raise CorruptStoreError(f"governance entry {bytes(key)[:40]!r}: "
+                                            f"{exc}") from exc
+    for n, t in enumerate(found, 1):
+        if t.number != n:
+            raise CorruptStoreError(f"governance transition {n} is missing")
+    return tuple(found)
+
+
 def write_state(txn: Any, db: Any, state: GovernanceState, height: int) -> None:
     """Replace the whole ``governance`` sub-database by ``state`` (rebuilds)."""
     txn.drop(db, delete=False)

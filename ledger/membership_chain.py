@@ -40,6 +40,8 @@ from ledger.records import Envelope, Keyring, verify_envelope
 from ledger.tlogproof import TlogProof
 
 FORMAT = "shadowledger/membership-chain/v1"
+CHAIN_FILE = "membership-chain.json"
+"""Its name next to an export's ``checkpoint`` and next to receipts cut by the CLI."""
 MAX_CHAIN_BYTES = 64 << 20
 MAX_TRANSITIONS = 100_000
 
@@ -128,6 +130,15 @@ def build_chain(ledger: LedgerLike, network: str, transitions: Sequence[Transiti
                     "checkpoint": note.decode("utf-8"), "records": records})
     doc = {"format": FORMAT, "network": network, "transitions": out}
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
+
+
+def chain_up_to(ledger: LedgerLike, network: str, transitions: Sequence[Transition],
+                size: int) -> bytes | None:
+    """The chain of the transitions whose T_i <= ``size`` (what verifying checkpoints and
+    receipts of sizes up to ``size`` needs); None when there are none (the genesis is
+    enough)."""
+    within = [t for t in transitions if t.tree_size <= size]
+    return build_chain(ledger, network, within) if within else None
 
 
 # --- verifying ---------------------------------------------------------------------------

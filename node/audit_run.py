@@ -138,6 +138,10 @@ def report_json(report: AuditReport, seconds: float, jobs: int) -> dict[str, Any
         ],
         "anomalies": report.anomalies,
         "anomaly_count": report.anomaly_count,
+        "membership_transitions": [
+            {"number": t.number, "height": t.from_height - 1, "tree_size": t.tree_size,
+             "membership": t.membership.hash.hex(), "summary": t.summary,
+             "approvers": list(t.approvers)} for t in report.transitions],
         "seconds": round(seconds, 3),
         "jobs": jobs,
         "records_per_second": round(report.records / seconds) if seconds > 0 else None,
@@ -162,6 +166,10 @@ def report_text(report: AuditReport, seconds: float) -> str:
         until = "open-ended" if not a.valid_until_ms else f"until {a.valid_until_ms}"
         lines.append(f"    record {a.index} {a.provider} -> {a.recipient}: {a.purpose}"
                      f" ({', '.join(a.datasets)}; {until})")
+    lines.append(f"  membership transitions: {len(report.transitions)}")
+    lines += [f"    membership {t.number} adopted in block {t.from_height - 1} at tree size"
+              f" {t.tree_size}: {t.summary or '(no summary)'} (approved by"
+              f" {', '.join(t.approvers)})" for t in report.transitions]
     lines.append(f"  anomalies: {report.anomaly_count}")
     lines += [f"    {anomaly}" for anomaly in report.anomalies]
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from ledger.genesis import Genesis, TrustRoot
 from ledger.keys import SigningKey
 from ledger.membership_chain import MembershipHistory, verify_chain
 from ledger.receipts import verify_checkpoint_consistency, verify_receipt
+from node.receipt_cli import add_receipt_command
 from node.witness.cli import add_receipt_options, add_witness_commands
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
@@ -290,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the node's LMDB folder (node.data_dir); the node may be running")
     export.add_argument("--out", required=True, help="export folder (created or extended)")
     export.set_defaults(handler=cmd_export)
+
+    add_receipt_command(verbs)
 
     keygen = verbs.add_parser("keygen", help="generate an Ed25519 signed-note key pair")
     keygen.add_argument("name", help="key name, e.g. the agency or validator name")
