@@ -53,6 +53,7 @@ from proto import node_pb2, node_pb2_grpc
 
 GOSSIP_BATCH = 500
 GOSSIP_LINGER_S = 0.002
+FOLLOWER_PULL_S = 2
 PEER_MESSAGE_HEADROOM = 1 << 20
 """Peer channels carry a block plus its certificate: allow more than one record message."""
 
@@ -340,10 +341,20 @@ class Node:
             self.peers.broadcast(msg, bulk=True)
 
     def _hello_loop(self) -> None:
-        """Tell peers our height now and then, so a node that fell behind notices."""
+        """Tell peers our height now and then, so a node that fell behind notices.
+
+        A validator whose key is in no set yet (it waits to be added) hears from nobody:
+        the validators dial only each other. It pulls blocks from its configured peers
+        instead, one peer every ``FOLLOWER_PULL_S``, so it is caught up when it joins."""
+        turn = 0
         while not self._stopped.wait(1.0):
             hello = node_pb2.Hello(node=self.name, height=self.ledger.head.height)
             self.peers.broadcast(node_pb2.PeerMessage(hello=hello))
+            turn += 1
+            driver, names = self.driver, list(self.peers.links)
+            if (driver is not None and not driver.tm.voting and names
+                    and turn % FOLLOWER_PULL_S == 0):
+                self.sync.trigger(names[(turn // FOLLOWER_PULL_S) % len(names)])
 
     def on_peer_message(self, sender: str, message: node_pb2.PeerMessage) -> None:
         """Check and dispatch one message from a peer; a bad one is logged and dropped."""
