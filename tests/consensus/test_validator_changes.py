@@ -151,7 +151,7 @@ def test_two_own_keys_in_one_set_are_refused() -> None:
 
 
 def test_set_change_simulations_keep_safety_and_liveness() -> None:
-    results = [run_seed(seed, profile="membership") for seed in range(300)]
+    results = [run_seed(seed, profile="membership") for seed in range(150)]
     bad = [r for r in results if not r.ok]
     assert not bad, "\n".join(f"{r.violation}\n  {r.reproduce}" for r in bad)
     for r in results:
