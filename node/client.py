@@ -438,11 +438,18 @@ class LedgerClient:
     # (``sharing_event`` / ``share``); either party may ``revoke_agreement``.
 
     def record_key_of(self, agency: str) -> VerifierKey:
-        """The record key the genesis lists first for ``agency`` (the countersigner)."""
-        found = self.genesis.agency(agency)
+        """The record key the membership in force lists first for ``agency`` (the
+        countersigner; the genesis one until governance rotates it)."""
+        found = self._membership_now().agency(agency)
         if found is None or not found.record_keys:
-            raise UsageError(f"agency {agency!r} has no record key in this network's genesis")
+            raise UsageError(f"agency {agency!r} has no record key in this network's "
+                             "membership")
         return found.record_keys[0]
+
+    def _membership_now(self) -> Membership:
+        """The membership in force at the node (keys to draft and check agreements with;
+        the ledger checks them again)."""
+        return self.membership()
 
     def draft_agreement(self, key: SigningKey, *, provider: str, recipient: str,
                         datasets: Iterable[str], purpose: str, legal_basis: str,
@@ -466,7 +473,7 @@ class LedgerClient:
     def submit_agreement(self, body: ledger_pb2.RecordBody, key: SigningKey) -> Ack:
         """Sign a countersigned agreement as its author, check it locally, submit it."""
         envelope = sign_record(body, key)
-        keyring = self.genesis.keyring()
+        keyring = self._membership_now().keyring()
         verify_agreement(verify_envelope(envelope, keyring, self.genesis.network), keyring)
         return self.submit(envelope)
 
