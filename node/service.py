@@ -51,11 +51,12 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
 
 
 def authenticate(context: grpc.ServicerContext, node: Node) -> Identity:
-    """The caller's genesis identity, or UNAUTHENTICATED (shared by every servicer)."""
+    """The caller's pinned identity (membership in force), or UNAUTHENTICATED (shared by
+    every servicer)."""
     identity = peer_identity(context, node.pins)
     if identity is None:
         _abort(context, grpc.StatusCode.UNAUTHENTICATED,
-               "client certificate is not pinned in this network's genesis")
+               "client certificate is not pinned in this network's membership")
     return identity
 
 
