@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import merkle
-from ledger.errors import LedgerError
 from ledger.limits import Limits
 from ledger.policy import PolicyFacts, facts_of
 from ledger.records import Envelope, Keyring, Record, verify_envelope
@@ -71,20 +70,23 @@ class Mempool:
 
     def set_keyring(self, keyring: Keyring) -> None:
         """Governance changed the record keys (rotation, agency added or removed): verify
-        new records with ``keyring`` and forget earlier verdicts, dropping pending records
-        whose signer is no longer trusted (a block of the new membership may not carry
-        them; their submitters' waits time out)."""
+        new records with ``keyring``. Pending records whose signing key is no longer
+        trusted as it was are dropped (a block of the new membership may not carry them;
+        their submitters' waits time out); cached verdicts are kept only for the pending
+        records that stay. No signature is checked again here (runs on the consensus
+        thread)."""
         with self._lock:
-            self._keyring = keyring
-            self._verified.clear()
+            old, self._keyring = self._keyring, keyring
+            kept: OrderedDict[bytes, tuple[bytes, PolicyFacts]] = OrderedDict()
             for rid, envelope in list(self._pending.items()):
-                try:
-                    record = verify_envelope(envelope, keyring, self._network)
-                except LedgerError:
+                if keyring.get(envelope.signer) != old.get(envelope.signer):
                     del self._pending[rid]
                     self._bytes -= len(envelope.raw)
                     continue
-                self._remember_verified(record)
+                verdict = self._verified.get(envelope.leaf_hash)
+                if verdict is not None:
+                    kept[envelope.leaf_hash] = verdict
+            self._verified = kept
 
     def check(self, raw: bytes) -> Record:
         """Parse and verify a record (no state change); raise a ``VerificationError``."""

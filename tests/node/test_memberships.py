@@ -156,8 +156,8 @@ def test_a_node_signs_with_its_key_of_that_size_and_never_a_final_size_again() -
     assert peers.sent == []
 
 
-def anchor_by(key: Any) -> Envelope:
-    body = ledger_pb2.RecordBody(network=NET, agency="tax", nonce=nonce(),
+def anchor_by(key: Any, agency: str = "tax") -> Envelope:
+    body = ledger_pb2.RecordBody(network=NET, agency=agency, nonce=nonce(),
                                  anchor=ledger_pb2.Anchor(source="registry", version="1"))
     return sign_record(body, key)
 
@@ -165,14 +165,17 @@ def anchor_by(key: Any) -> Envelope:
 def test_a_keyring_change_drops_pending_records_of_removed_keys() -> None:
     pool = Mempool(NET, M0.keyring(), Limits(), MempoolConfig(), lambda rid: None)
     old = anchor_by(KEYS["tax"])
+    other = anchor_by(KEYS["social"], "social")
     pool.add(old.raw)
-    assert len(pool) == 1
+    pool.add(other.raw)
+    assert len(pool) == 2
     rotated = rotate_tax(M0)
     pool.set_keyring(rotated.keyring())
-    assert len(pool) == 0 and pool.size_bytes == 0
+    assert len(pool) == 1 and pool.size_bytes == len(other.raw)  # tax's record left
+    assert pool.facts(other.leaf_hash) is not None and pool.facts(old.leaf_hash) is None
     with pytest.raises(SignatureError):
         pool.add(anchor_by(KEYS["tax"]).raw)
     new = anchor_by(TAX_NEXT)
     pool.add(new.raw)
-    assert len(pool) == 1
+    assert len(pool) == 2
     assert pool.facts(new.leaf_hash) is not None
