@@ -84,7 +84,8 @@ class LedgerStats:
             found = self._add_record(raw, first + offset, height, day)
             if found is not None:
                 governance.append(found)
-        if governance and self.governance is not None:
+        if self.governance is not None and (governance or any(
+                h.time_ms >= p.expires_ms for p in self.governance.pending.values())):
             self._replay(governance, height, h.time_ms, h.tree_size)
         self.block_ends.append(h.tree_size)
         self.block_times.append(h.time_ms)
@@ -103,7 +104,7 @@ class LedgerStats:
                 view.apply(Record(env, body, key), time_ms)
             except LedgerError:
                 self.governance_refused += 1
-        changes = view.finish(height, tree_size)
+        changes = view.finish(height, tree_size, time_ms)  # expired proposals pruned
         if changes.state is not None:
             self.governance = changes.state
 

@@ -6,6 +6,7 @@ download, and the membership page in a real browser."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +15,10 @@ from ledger.export_writer import export_ledger
 from ledger.membership_chain import verify_chain
 from node.explorer.server import ExplorerServer
 from node.explorer.views import Explorer
+from node.ledger_audit import verify_export
 from tests.explorer import browser
 from tests.explorer.http import fetch, get_json
-from tests.ledger.governance_helpers import KEYS, TAX_NEXT
+from tests.ledger.governance_helpers import KEYS, TAX_NEXT, propose, with_approvals
 from tests.ledger.governance_ledger import (
     M1,
     M2,
@@ -113,3 +115,27 @@ def test_membership_page_in_a_browser(served: tuple[GovLedger, str]) -> None:
     assert dom.count("data-membership=") == 3
     assert "+validator.tax-next \u2212validator.audit" in dom  # a minus sign
     assert 'href="/api/membership/chain"' in dom
+
+
+def test_pending_proposals_are_listed_until_the_block_that_passes_their_expiry(
+        tmp_path: Path) -> None:
+    g = build_governed(tmp_path / "store")
+    try:
+        explorer = Explorer(g.ledger, GENESIS.to_bytes())
+        p = propose("tax", with_approvals(M3, 3), base=M3, expires_ms=g.time_ms + 250,
+                    key=TAX_NEXT, summary="three approvals again")
+        g.commit([p])
+        pending = explorer.membership()["pending"]
+        assert [(x["proposal_id"], x["author"], x["summary"], x["approvers"], x["needed"])
+                for x in pending] == [(p.record_id.hex(), "tax", "three approvals again",
+                                       ["tax"], 2)]
+        g.commit([agency_anchor("social")])  # 100 ms before the expiry: still pending
+        assert len(explorer.membership()["pending"]) == 1
+        g.commit([agency_anchor("social")])  # this block's time passes it
+        assert explorer.membership()["pending"] == []
+        assert g.book.governance.pending() == []  # the node pruned it at the same block
+        export_ledger(g.ledger, tmp_path / "export")
+    finally:
+        g.close()
+    report = verify_export(ExportReader(tmp_path / "export"), GENESIS.to_bytes())
+    assert report.ok and len(report.transitions) == 3, report.failure
