@@ -440,7 +440,7 @@ class _Audit:
     def _final(self, note: bytes, where: str) -> tuple[Checkpoint, tuple[str, ...]]:
         try:
             return final_checkpoint(note, self.trust, self.reader.limits,
-                                    self.history if self.history.sizes else None)
+                                    self.history)
         except VerificationError as exc:
             raise AuditFailure(f"{where}: {exc}") from exc
 
