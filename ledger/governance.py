@@ -319,8 +319,8 @@ class GovernanceView:
                 raise PolicyError(f"{what} refused: it was already adopted (membership "
                                   f"{adopted.number}, in force from block "
                                   f"{adopted.from_height})")
-            raise PolicyError(f"{what} refused: no such proposal is pending (unknown, or "
-                              "stale since the membership changed)")
+            raise PolicyError(f"{what} refused: no such proposal is pending (unknown, "
+                              "expired, or stale since the membership changed)")
         if proposal.base != current.hash:
             raise PolicyError(f"{what} refused: the proposal is stale (its base is not the "
                               "membership in force)")
@@ -332,8 +332,25 @@ class GovernanceView:
         updated = _approve(proposal, author, action.record_id)
         return updated, len(updated.approvers) >= current.approvals
 
-    def finish(self, height: int, tree_size: int) -> GovernanceChanges:
-        """This block's effect, once it is block ``height`` ending at ``tree_size``."""
+    def expire(self, time_ms: int) -> list[bytes]:
+        """Drop the pending proposals that expired by block time ``time_ms`` (time_ms >=
+        expires_ms: none of them can be approved any more); returns their ids."""
+        gone = sorted(pid for pid, p in self.pending.items() if time_ms >= p.expires_ms)
+        for pid in gone:
+            del self.pending[pid]
+        if gone:
+            self.changed = True
+        return gone
+
+    def finish(self, height: int, tree_size: int, time_ms: int | None = None
+               ) -> GovernanceChanges:
+        """This block's effect, once it is block ``height`` ending at ``tree_size``.
+
+        With the block's header time ``time_ms``, the proposals expired by then are pruned
+        from the pending state at this block (every node prunes at the same block, so
+        the state stays deterministic and does not grow with abandoned proposals)."""
+        if time_ms is not None:
+            self.expire(time_ms)
         if not self.changed:
             return GovernanceChanges(height, None)
         transitions = self.base.transitions

@@ -220,10 +220,13 @@ class PolicyView:
         self.governance = (governance if governance is not None
                            else GovernanceView(GovernanceState(rules.membership)))
 
-    def block_changes(self, height: int, tree_size: int) -> PolicyChanges:
+    def block_changes(self, height: int, tree_size: int, time_ms: int | None = None
+                      ) -> PolicyChanges:
         """What this view's records change, once they are block ``height`` ending at tree
-        size ``tree_size``."""
-        return PolicyChanges(height, self.changes, self.governance.finish(height, tree_size))
+        size ``tree_size``; with the block's header ``time_ms``, governance proposals
+        expired by then are pruned at this block (``GovernanceView.finish``)."""
+        return PolicyChanges(height, self.changes,
+                             self.governance.finish(height, tree_size, time_ms))
 
     def get(self, agreement_id: bytes) -> AgreementState | None:
         for layer in self._layers:  # a few dict lookups: newest layer wins
@@ -429,7 +432,7 @@ class PolicyBook:
             if staged:
                 raise UsageError("changes_for on top of staged blocks needs the tree size")
             tree_size = self.ledger.head.tree_size + len(raws)
-        return view.block_changes(height, tree_size)
+        return view.block_changes(height, tree_size, time_ms)
 
     def absorb(self, changes: PolicyChanges) -> None:
         """Take in a block's changes once they are durable (same transaction as the block)."""

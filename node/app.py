@@ -279,7 +279,8 @@ class LedgerApp:
         ids = tuple(rid for _, rid in checked)
         leaves = tuple(leaf for leaf, _ in checked)
         view = self._changes.get(parsed.hash)
-        policy = (view.block_changes(height, parsed.header.tree_size) if view is not None else
+        policy = (view.block_changes(height, parsed.header.tree_size, parsed.header.time_ms)
+                  if view is not None else
                   self.book.changes_for(height, parsed.envelopes, parsed.header.time_ms,
                                         self._staged_policy(),
                                         tree_size=parsed.header.tree_size))

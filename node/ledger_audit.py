@@ -349,7 +349,9 @@ class _Audit:
         """Apply the block's governance records; an adoption must be the chain's."""
         header = block.header
         first = header.tree_size - header.record_count
-        if any(lo < header.tree_size and first < hi for lo, hi in self._gov_chunks):
+        expired = any(header.time_ms >= p.expires_ms
+                      for p in self.governance.pending.values())
+        if expired or any(lo < header.tree_size and first < hi for lo, hi in self._gov_chunks):
             view = GovernanceView(self.governance)
             keys = self.keys
             for offset, raw in enumerate(block.envelopes):
@@ -362,7 +364,7 @@ class _Audit:
                     view.apply(Record(envelope, body, key), header.time_ms)
                 except VerificationError as exc:  # the quorum let it in: it changes nothing
                     self._anomaly(first + offset, f"governance record refused: {exc}")
-            changes = view.finish(height, header.tree_size)
+            changes = view.finish(height, header.tree_size, header.time_ms)
             if changes.state is not None:
                 self.governance = changes.state
         adopted = len(self.governance.transitions)
@@ -438,7 +440,7 @@ class _Audit:
     def _final(self, note: bytes, where: str) -> tuple[Checkpoint, tuple[str, ...]]:
         try:
             return final_checkpoint(note, self.trust, self.reader.limits,
-                                    self.history if self.history.sizes else None)
+                                    self.history)
         except VerificationError as exc:
             raise AuditFailure(f"{where}: {exc}") from exc
 

@@ -289,8 +289,7 @@ class Node:
             return None
         from node.explorer.views import Explorer
 
-        explorer = Explorer(self.ledger, self.genesis_bytes,
-                            governance=lambda: self.policy.governance.state)
+        explorer = Explorer(self.ledger, self.genesis_bytes)
         server = ExplorerServer(explorer, section.listen, section.max_concurrent).start()
         self.log.info("explorer serving", url=server.url)
         return server

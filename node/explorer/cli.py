@@ -9,8 +9,6 @@ from pathlib import Path
 from types import FrameType
 
 from ledger.errors import UsageError
-from ledger.genesis import Genesis
-from ledger.membership import Membership
 from node.explorer.server import ExplorerServer
 from node.explorer.source import (
     LedgerReader,
@@ -33,13 +31,10 @@ def serve_explorer(args: argparse.Namespace) -> int:
     genesis = Path(args.genesis).read_bytes()
     source = args.dir if args.dir is not None else args.data_dir
     reader: LedgerReader
-    governance = None
     if args.dir is not None:
         reader = open_export_reader(Path(args.dir), genesis)
     else:
-        store = open_store_reader(Path(args.data_dir), genesis)
-        governance = store.governance(Membership.from_genesis(Genesis.from_bytes(genesis)))
-        reader = store
+        reader = open_store_reader(Path(args.data_dir), genesis)
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -47,7 +42,7 @@ def serve_explorer(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    server = ExplorerServer(Explorer(reader, genesis, governance), args.listen).start()
+    server = ExplorerServer(Explorer(reader, genesis), args.listen).start()
     try:
         print(f"explorer: {server.url} (read-only view of {source}); Ctrl-C stops",
               flush=True)

@@ -9,17 +9,15 @@ reader mimics the same methods.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ledger.blocks import Block
 from ledger.errors import FormatError
 from ledger.export import ExportReader
 from ledger.genesis import Genesis, genesis_hash
-from ledger.governance import GovernanceBook, GovernanceState
 from ledger.ledger_store import Head, Ledger, open_readonly
-from ledger.membership import Membership
 
 
 class LedgerReader(Protocol):
@@ -60,20 +58,6 @@ class RefreshingLedger:
     def head(self) -> Head:
         with self._lock:
             return self._ledger.refresh()
-
-    def governance(self, genesis: Membership) -> Callable[[], GovernanceState]:
-        """The store's memberships (governance sub-db), re-read when the head moved."""
-        cache: dict[str, Any] = {}
-
-        def state() -> GovernanceState:
-            height = self.head.height
-            if cache.get("height") != height:
-                cache["state"] = GovernanceBook(self._ledger, genesis).state
-                cache["height"] = height
-            found: GovernanceState = cache["state"]
-            return found
-
-        return state
 
     def record(self, index: int) -> bytes:
         return self._ledger.record(index)

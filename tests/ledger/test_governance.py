@@ -121,7 +121,7 @@ def _block(state: GovernanceState, envelopes: Sequence[Envelope], time_ms: int, 
     view = _view(state)
     for e in envelopes:
         _apply(view, e, time_ms)
-    changes = view.governance.finish(height, size)
+    changes = view.governance.finish(height, size, time_ms)  # expired proposals pruned
     return changes.state if changes.state is not None else state
 
 
@@ -134,7 +134,7 @@ def _committed(state: GovernanceState, envelopes: Sequence[Envelope], time_ms: i
             _apply(view, e, time_ms)
         except VerificationError:
             continue
-    changes = view.governance.finish(height, size)
+    changes = view.governance.finish(height, size, time_ms)  # expired proposals pruned
     return changes.state if changes.state is not None else state
 
 
@@ -418,6 +418,8 @@ class _Model:
             self.current = adopted
             self.pending = {}
             self.adoptions.append((height + 1, size, adopted))
+        # pruned at the block whose time reaches their expiry
+        self.pending = {pid: e for pid, e in self.pending.items() if time_ms < e[2]}
         return verdicts
 
 
@@ -470,7 +472,7 @@ def test_state_matches_the_reference_model(blocks: list[list[tuple[str, int, int
             except PolicyError:
                 got.append("refused")
         size += len(ops)
-        changes = view.governance.finish(height, size)
+        changes = view.governance.finish(height, size, time_ms)
         state = changes.state if changes.state is not None else state
         assert got == expected
         event(f"adoptions {len(state.transitions)}")
@@ -480,6 +482,45 @@ def test_state_matches_the_reference_model(blocks: list[list[tuple[str, int, int
             model.adoptions
         assert {pid: list(p.approvers) for pid, p in state.pending.items()} == \
             {pid: e[3] for pid, e in model.pending.items()}
+
+
+def test_expired_proposals_are_pruned_at_the_block_whose_time_passes_them() -> None:
+    s0 = GovernanceState(M0)
+    p = propose("tax", with_validator(M0), expires_ms=2_000)
+    q = propose("social", with_approvals(M0, 2), expires_ms=3_000)
+    s1 = _block(s0, [p, q], 1_000, 1, 2)
+    assert set(s1.pending) == {p.record_id, q.record_id}
+    before = _view(s1).governance.finish(2, 2, 1_999)  # an empty block just before
+    assert before.state is None  # nothing expired: nothing to write
+    at = _view(s1).governance.finish(2, 2, 2_000)  # the block whose time reaches p's expiry
+    assert at.state is not None and set(at.state.pending) == {q.record_id}
+    assert at.state.transitions == () and at.new_transitions == ()
+    view = _view(at.state)
+    _refused(view, approve("health", p), 2_100, PolicyError,
+             "no such proposal is pending (unknown, expired")
+    _apply(view, approve("health", q), 2_100)  # q is untouched
+    assert view.governance.finish(3, 3, 2_100).state is not None
+
+
+def test_pruning_is_written_with_the_block_and_survives_reopen_and_rebuild(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    p = propose("tax", with_validator(M0), expires_ms=1_250)
+    store.commit([p, approve("social", p)], 1_000)
+    not_yet = store.commit([], 1_200).governance
+    assert not_yet is not None and not_yet.state is None  # nothing expired: nothing written
+    assert [x.proposal_id for x in store.book.governance.pending()] == [p.record_id]
+    changes = store.commit([anchor()], 1_250)  # expires here, with no governance record
+    assert changes.governance is not None and changes.governance.state is not None
+    assert store.book.governance.pending() == []
+    expected = store.book.governance.state
+    store.reopen()
+    assert store.book.governance.state == expected and store.book.governance.pending() == []
+    with store.storage.write() as txn:  # rebuilt from the blocks: pruned at the same block
+        txn.drop(store.storage.db(b"governance"), delete=False)
+    store.reopen()
+    assert store.book.governance.state == expected and store.book.governance.height == 3
+    store.storage.close()
 
 
 def test_an_older_store_without_the_governance_db_opens_read_only(tmp_path: Path) -> None:

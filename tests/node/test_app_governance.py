@@ -122,3 +122,18 @@ def test_keys_of_the_membership_in_force_count_from_the_next_block_even_when_sta
     assert again.app.book.governance.membership_at(2) == M0
     assert "not a record key" in (again.reason(again.block([anchor("tax")], 1_400)) or "")
     again.storage.close()
+
+
+def test_expired_proposals_are_pruned_by_the_block_whose_time_passes_them(rig: Rig) -> None:
+    p = propose("tax", rotate_tax(M0), expires_ms=1_300)
+    rig.commit(rig.block([p], 1_100))
+    rig.commit(rig.block([], 1_200))  # decided without a cached view: changes_for
+    assert list(rig.app.governance_state().pending) == [p.record_id]
+    rig.clock[0] = 1_300  # this node proposes the block that passes the expiry
+    raw = rig.app.propose_block(3, 0)
+    block = Block.from_bytes(raw)
+    assert block.header.time_ms == 1_300 and block.envelopes == ()
+    rig.app.decided(3, block.hash, raw)  # its cached view prunes with the header time
+    assert rig.app.governance_state().pending == {}  # staged already
+    rig.app.commit_staged(3, b"cert")
+    assert rig.app.book.governance.pending() == [] and rig.app.governance_state().pending == {}

@@ -34,6 +34,7 @@ from tests.ledger.governance_ledger import (
     M1,
     M2,
     M3,
+    V5,
     GovLedger,
     agency_anchor,
     build_governed,
@@ -302,3 +303,22 @@ def test_receipt_command_refuses_an_unknown_record(
     code, _, err = _cli(capsys, "receipt", "--export", exported.folder / "export",
                         "--record-id", "ab" * 32, "--out", tmp_path / "x")
     assert code == 2 and err == f"error: no record {'ab' * 32} in the ledger\n"
+
+
+def test_verify_ledger_names_checkpoint_signers_not_in_force_without_a_chain_hint(
+        tmp_path: Path) -> None:
+    """verify-ledger never needs a chain: a checkpoint signed by keys not in force fails
+    naming them, with no hint to pass one."""
+    g = GovLedger(tmp_path / "store")
+    try:
+        g.commit([agency_anchor("tax")])
+        g.commit([agency_anchor("social")],
+                 checkpoint_keys=[VALIDATOR_KEYS[0], VALIDATOR_KEYS[1], V5])
+        export_ledger(g.ledger, tmp_path / "export")
+    finally:
+        g.close()
+    report = verify_export(ExportReader(tmp_path / "export"), GENESIS.to_bytes())
+    assert report.failure.startswith("checkpoint of block 2 ("), report.failure
+    assert report.failure.endswith("2 of 4 signatures, need 3 (membership 0 signs this size); "
+                                   "signatures by keys not trusted for this size: "
+                                   "validator.extra"), report.failure
