@@ -93,6 +93,7 @@ class Node:
             self.log,
         )
         self.memberships.listeners.append(self._membership_changed)
+        self._started = False
         self._dial_validators(current)
         self.witnesses = None
         if config.witnesses:
@@ -102,7 +103,6 @@ class Node:
                                            self.metrics.registry, self.log,
                                            self.genesis.witnesses)
             self.checkpoints.listeners.append(self.witnesses.notify)
-        self._started = False
         self.driver = self._make_driver() if self.keys else None
         if self.driver is not None:
             self.memberships.staged = self.driver.app.governance_state
