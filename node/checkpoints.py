@@ -9,8 +9,8 @@ Across governance changes the signers of size T are the validators of the member
 ``for_size(T)`` (docs/GOVERNANCE.md: the membership adopted at tree size T_i signs sizes
 above T_i; the one before it signs up to T_i), with that membership's threshold. A node
 signs with whichever of its keys (rotation) belongs to that membership, and never signs
-a size that is not above the last final size it stored: after a change, an empty block
-does not make the new validators re-sign T_i.
+a size that is not above the last final size it stored under an older membership than the
+one in force: after a change, the empty block ending at T_i is not signed again.
 """
 
 from __future__ import annotations
@@ -79,7 +79,12 @@ class CheckpointCollector:
 
     def sign_and_share(self, size: int) -> None:
         """Called by the consensus thread after committing the block that ends at ``size``."""
-        key = self._my_key(size) if size > self.final_size else None
+        # A size at or below the last final one belongs to an older membership when the
+        # one in force now differs (the empty block after an adoption ends at T_i): no new
+        # signature for it. Otherwise re-signing repeats the line (peers may have missed it).
+        stale = (size <= self.final_size and self._for_size(size).hash
+                 != self._for_size(self.ledger.tree.size + 1).hash)
+        key = None if stale else self._my_key(size)
         if key is not None:
             line = signature_for(self._checkpoint(size).to_text(), key).to_line()
             self.add(size, line)

@@ -136,7 +136,7 @@ def test_m1_needs_four_of_five() -> None:
     assert 15 in ledger.notes
 
 
-def test_a_node_signs_with_its_key_of_that_size_and_never_a_final_size_again() -> None:
+def test_a_node_signs_with_its_key_of_that_size_and_not_an_older_final_size() -> None:
     old, new = VALIDATOR_KEYS[0], EXTRA_VALIDATOR  # this node rotates from old to new
     c, _, peers = collector(30, [old, new])
     c.sign_and_share(8)
@@ -151,9 +151,10 @@ def test_a_node_signs_with_its_key_of_that_size_and_never_a_final_size_again() -
         c.add(25, line(key, 25))
     assert c.final_size == 25
     peers.sent.clear()
-    c.sign_and_share(25)  # an empty block after it: same size, not signed again
-    c.sign_and_share(20)
+    c.sign_and_share(20)  # a final size of an older membership (M1): not signed again
     assert peers.sent == []
+    c.sign_and_share(25)  # an empty block under the same membership repeats the line
+    assert [m.checkpoint_signature.signature_line for m in peers.sent] == [line(new, 25)]
 
 
 def anchor_by(key: Any, agency: str = "tax") -> Envelope:
