@@ -35,6 +35,7 @@ from ledger.genesis import Genesis, TrustRoot, genesis_hash
 from ledger.governance import approve_body, propose_body
 from ledger.keys import SigningKey, VerifierKey
 from ledger.membership import Membership
+from ledger.membership_chain import MembershipHistory, verify_chain
 from ledger.note import Note
 from ledger.receipts import final_checkpoint
 from ledger.records import Envelope, Record, sign_record, verify_envelope
@@ -60,6 +61,32 @@ class GenesisOnly:
 
     def for_size(self, size: int) -> Membership:
         return self.membership
+
+
+def chain_file(state_file: Path) -> Path:
+    """Where a client keeps the membership chain it verified, beside its trusted checkpoint."""
+    return state_file.with_name(state_file.name + ".membership-chain.json")
+
+
+def saved_history(state_file: Path | None, genesis: Genesis) -> MembershipHistory | None:
+    """The memberships of the chain a client saved, verified again from the genesis; None
+    without one (a file that does not verify is ignored: the node's chain is fetched
+    again when needed)."""
+    if state_file is None or not chain_file(state_file).exists():
+        return None
+    try:
+        return verify_chain(chain_file(state_file).read_bytes(), genesis)
+    except (OSError, LedgerError):
+        return None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".client-state.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class ApiError(LedgerError):
@@ -140,9 +167,12 @@ class LedgerClient:
             self.genesis.keyring(),
             genesis_hash(genesis_bytes),
         )
-        self.history: MembershipHistoryLike = GenesisOnly(Membership.from_genesis(self.genesis))
+        self.history: MembershipHistoryLike = (
+            saved_history(state_file, self.genesis)
+            or GenesisOnly(Membership.from_genesis(self.genesis)))
         """The memberships the client verified, from the genesis on (``update_memberships``
-        adds the adoptions proven by the node's membership chain)."""
+        adds the adoptions proven by the node's membership chain, and keeps the chain
+        beside ``state_file`` for the next start)."""
         self._timeout = timeout
         self._state_file = state_file
         self._trusted: tuple[Checkpoint, bytes] | None = None
@@ -178,7 +208,11 @@ class LedgerClient:
         from node.tls import channel_credentials, channel_options, genesis_node_pems
 
         genesis = Genesis.from_bytes(genesis_bytes)
-        creds = channel_credentials(tls_cert, tls_key, genesis_node_pems(genesis))
+        # Node certificates of the latest membership this client verified (governance may
+        # have rotated them since the genesis).
+        known = saved_history(state_file, genesis)
+        latest = known.memberships[-1] if known is not None else genesis
+        creds = channel_credentials(tls_cert, tls_key, genesis_node_pems(latest))
         channel = grpc.secure_channel(address, creds,
                                       channel_options(server_name, max_message_bytes))
         return cls(channel, genesis_bytes, state_file, timeout, witness_quorum, witness_policy)
@@ -300,14 +334,8 @@ class LedgerClient:
         return checkpoint
 
     def _save(self, note: bytes) -> None:
-        if self._state_file is None:
-            return
-        fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".checkpoint.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(note)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._state_file)
+        if self._state_file is not None:
+            _write_atomically(self._state_file, note)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         request = node_pb2.ConsistencyRequest(size1=size1, size2=size2)
@@ -548,12 +576,16 @@ class LedgerClient:
             self._stub.GetMembershipChain, node_pb2.MembershipChainRequest())
         return response.chain
 
-    def update_memberships(self) -> None:
+    def update_memberships(self) -> bytes:
         """Fetch the membership chain and verify it from the genesis; from then on
-        checkpoints and records are checked with the membership of their size."""
-        from ledger.membership_chain import verify_chain
-
-        self.history = verify_chain(self.membership_chain(), self.genesis)
+        checkpoints and records are checked with the membership of their size, and (kept
+        beside the state file) the next connection trusts the node certificates of the
+        latest membership. Returns the chain's bytes."""
+        chain = self.membership_chain()
+        self.history = verify_chain(chain, self.genesis)
+        if self._state_file is not None:
+            _write_atomically(chain_file(self._state_file), chain)
+        return chain
 
     def _learn_memberships(self, size: int) -> bool:
         """True if the chain proved a membership change below ``size`` not known before."""

@@ -406,3 +406,39 @@ def test_validator_key_rotation(cluster: Cluster) -> None:
     with cluster.client("agency-1") as one:
         response = one._call(one._stub.GetCheckpoint, checkpoint_request(ack.checkpoint.size))
     assert "validator.agency-7.next" in response.note.decode()
+
+
+def test_node_certificate_rotation(cluster: Cluster) -> None:
+    """agency-4's node gets a new TLS certificate by governance; after its restart with
+    it, its agency's client (which saved the verified membership chain) and the other
+    nodes trust it."""
+    keys = keys_dir(cluster, "agency-4")
+    cert, key = generate_identity("node.agency-4", datetime.now(UTC), 30)
+    (keys / "node-new.crt").write_bytes(cert)
+    write_secret(keys / "node-new.key", key)
+    with cluster.client("agency-1") as one:
+        current = one.membership()
+    rotated = adopt(cluster, edit_membership(current, Edits(
+        rotate_node_cert=[("agency-4", cert.decode())])), "rotate agency-4's node cert")
+    with cluster.client("agency-4", via="agency-1") as client:
+        client.update_memberships()  # verified, and saved beside the client's state
+    node = cluster.node("agency-4")
+    cluster.stop("agency-4")
+    text = node.config_path.read_text()
+    node.config_path.write_text(text.replace('"keys/node.crt"', '"keys/node-new.crt"')
+                                .replace('"keys/node.key"', '"keys/node-new.key"'))
+    cluster.start("agency-4")
+    with cluster.client("agency-4") as own:  # its own node, with the new certificate
+        eventually(lambda: _reachable(own), timeout=30)
+        assert own.membership() == rotated
+        height = own.status().height
+        # it follows the chain again: the other nodes accept and dial it
+        eventually(lambda: own.status().height > height + 2, timeout=30)
+
+
+def _reachable(client: LedgerClient) -> bool:
+    try:
+        client.status()
+    except ApiError:
+        return False
+    return True
