@@ -181,7 +181,10 @@ class LedgerClient:
             raise ValueError("give witness_quorum or witness_policy, not both")
         self.witness_policy = witness_policy or WitnessPolicy.k_of(self.genesis.witnesses,
                                                                     witness_quorum)
-        """Checkpoints are trusted only with these witness cosignatures (tlog-policy)."""
+        """Checkpoints are trusted only with these witness cosignatures (tlog-policy). With
+        ``witness_quorum`` K the witnesses are those of the membership signing each
+        checkpoint's size (governance may change them); an explicit policy is kept."""
+        self._witness_quorum = 0 if witness_policy is not None else witness_quorum
         if state_file is not None and state_file.exists():
             note = state_file.read_bytes()
             self._trusted = (self._final(note), note)
@@ -304,10 +307,11 @@ class LedgerClient:
         cosignatures the policy asks for, not stored as the trusted checkpoint.
         """
         checkpoint = self._final(note)
-        if self.witness_policy.required:
-            check = check_witnesses(note, self.witness_policy)
+        policy = self._witness_policy_for(checkpoint.size)
+        if policy.required:
+            check = check_witnesses(note, policy)
             if not check.satisfied and witnessed:
-                require_witnesses(note, self.witness_policy)  # raises with the reason
+                require_witnesses(note, policy)  # raises with the reason
             witnessed = check.satisfied
         else:
             witnessed = True
@@ -332,6 +336,14 @@ class LedgerClient:
             self._trusted = (checkpoint, note)
             self._save(note)
         return checkpoint
+
+    def _witness_policy_for(self, size: int) -> WitnessPolicy:
+        if not self._witness_quorum:
+            return self.witness_policy
+        witnesses = self.history.for_size(size).witnesses
+        if witnesses == self.genesis.witnesses:
+            return self.witness_policy
+        return WitnessPolicy.k_of(witnesses, self._witness_quorum)
 
     def _save(self, note: bytes) -> None:
         if self._state_file is not None:
