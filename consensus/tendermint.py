@@ -8,7 +8,7 @@ through a ``Signer``. Line numbers in comments refer to Algorithm 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from consensus.certificate import CommitCertificate
@@ -42,6 +42,10 @@ from ledger.errors import UsageError
 
 PREVOTE, PRECOMMIT = VoteType.PREVOTE, VoteType.PRECOMMIT
 Position = tuple[int, int, int]
+ValidatorsAt = Callable[[int], ValidatorSet]
+"""The validator set of a height. Asked when the machine enters the height, which is after
+``Application.decided`` staged the block before it: a set changed by governance in block h
+is known when h+1 starts."""
 
 
 def _position(message: SignedMessage) -> Position:
@@ -76,22 +80,36 @@ class Application(Protocol):
 
 
 class Tendermint:
-    """One validator's consensus instance, from ``height`` on (one height at a time)."""
+    """One node's consensus instance, from ``height`` on (one height at a time).
+
+    ``validators`` is one set for every height or a ``ValidatorsAt`` provider. ``signer``
+    is this node's key, or several (a validator key and the next one it rotates to), or
+    none: at each height the node signs with the one key in that height's set; with none
+    in the set it follows (ingests proposals and votes, decides on 2f+1 precommits) but
+    never proposes or votes, and becomes a voter at the first height whose set has its key.
+    """
 
     def __init__(
         self,
         config: ConsensusConfig,
-        validators: ValidatorSet,
-        signer: Signer,
+        validators: ValidatorSet | ValidatorsAt,
+        signer: Signer | Sequence[Signer] | None,
         app: Application,
         height: int,
         safety: SafetyState | None = None,
     ) -> None:
-        self._cfg, self._vals, self._signer, self._app = config, validators, signer, app
-        self._me = signer.public_key
-        if self._me not in validators:
-            raise UsageError("this node's key is not in the validator set")
-        self._quorum, self._weak = validators.quorum, validators.weak_quorum
+        self._cfg, self._app = config, app
+        if isinstance(validators, ValidatorSet):
+            fixed = validators
+            self._sets: ValidatorsAt = lambda height: fixed
+        else:
+            self._sets = validators
+        if signer is None:
+            self._signers: tuple[Signer, ...] = ()
+        elif isinstance(signer, Sequence):
+            self._signers = tuple(signer)
+        else:
+            self._signers = (signer,)
         self._signed_pos: Position = (-1, -1, -1)
         self._signed: dict[Position, SignedMessage] = {}  # signed at _signed_pos's (h, r)
         self._proposed_block: bytes | None = None
@@ -99,6 +117,26 @@ class Tendermint:
         self._enter_height(height)
         if safety is not None:
             self._restore(safety)
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The validator set of the current height."""
+        return self._vals
+
+    @property
+    def voting(self) -> bool:
+        """Whether this node proposes and votes at the current height."""
+        return self._signer is not None
+
+    def _use_set(self, height: int) -> None:
+        vals = self._sets(height)
+        self._vals, self._quorum, self._weak = vals, vals.quorum, vals.weak_quorum
+        mine = [s for s in self._signers if s.public_key in vals]
+        if len(mine) > 1:
+            raise UsageError(f"two of this node's keys are validators at height {height}")
+        self._signer: Signer | None = mine[0] if mine else None
+        self._me: bytes = (self._signer.public_key if self._signer is not None
+                           else self._signers[0].public_key if self._signers else b"")
 
     # ---- public surface ----------------------------------------------------------------
 
@@ -143,6 +181,7 @@ class Tendermint:
     def _enter_height(self, height: int) -> None:
         """Line 53: reset locks, valid value and message log for a new height."""
         self.height, self.round, self.step = height, 0, Step.PROPOSE
+        self._use_set(height)
         self._locked_round: int = -1  # line 7
         self._locked_id: bytes | None = None  # line 6
         self._valid_round: int = -1  # line 9
@@ -180,7 +219,8 @@ class Tendermint:
     def _start_round(self, round_: int, now: int, actions: list[Action]) -> None:
         """StartRound (lines 11-21)."""
         self.round, self.step = round_, Step.PROPOSE
-        if self._vals.proposer(self.height, round_) == self._me and self._propose(actions):
+        proposer = self._vals.proposer(self.height, round_)
+        if self._signer is not None and proposer == self._me and self._propose(actions):
             return
         self._schedule(TimeoutKind.PROPOSE, self._cfg.timeout_propose_ms, now, actions)
 
@@ -191,10 +231,11 @@ class Tendermint:
         else:
             block = self._app.propose_block(self.height, self.round)  # line 18
             block_id = self._app.block_id(block)
-        h, r, vr = self.height, self.round, self._valid_round
+        h, r, vr, signer = self.height, self.round, self._valid_round, self._signer
+        assert signer is not None  # only a voter proposes (_start_round)
         proposal = self._release(
             (h, r, Step.PROPOSE),
-            lambda: sign_proposal(self._signer, self._cfg.chain_id, h, r, vr, block_id),
+            lambda: sign_proposal(signer, self._cfg.chain_id, h, r, vr, block_id),
             actions,
             block,
         )
@@ -247,10 +288,12 @@ class Tendermint:
         return message
 
     def _vote(self, vote_type: VoteType, block_id: bytes | None, actions: list[Action]) -> None:
-        h, r = self.height, self.round
+        h, r, signer = self.height, self.round, self._signer
+        if signer is None:
+            return  # a follower at this height: it moves through the steps without voting
         vote = self._release(
             (h, r, int(vote_type)),
-            lambda: sign_vote(self._signer, self._cfg.chain_id, h, r, vote_type, block_id),
+            lambda: sign_vote(signer, self._cfg.chain_id, h, r, vote_type, block_id),
             actions,
         )
         if isinstance(vote, Vote):
@@ -265,6 +308,8 @@ class Tendermint:
             return
         if vote.round > self.round + self._cfg.max_rounds_ahead:
             return
+        if self._vals.power_of(vote.validator) == 0:
+            return  # not a validator of this height (e.g. buffered before a set change)
         earlier = self._record_vote(vote)
         if earlier is not None:
             self._accuse(earlier, vote, actions)

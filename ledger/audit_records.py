@@ -78,6 +78,9 @@ class RecordChecker:
     keys: tuple[tuple[bytes, str, bytes], ...]
     """(key hash, agency name, Ed25519 public key) of every record-signing key."""
     limits: Limits = DEFAULT_LIMITS
+    in_force: tuple[tuple[bytes, tuple[tuple[int, int], ...]], ...] = ()
+    """Governance: for keys in force only for some leaf index ranges [first, end) (end -1:
+    open), those ranges (``MembershipHistory.key_ranges``); empty: every key, always."""
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, limits: Limits = DEFAULT_LIMITS) -> RecordChecker:
@@ -91,9 +94,10 @@ class RecordChecker:
             result.unreadable = chunk.error
             return result
         keys = {key_hash: (name, public) for key_hash, name, public in self.keys}
+        spans = dict(self.in_force) if self.in_force else None
         for offset, raw in enumerate(chunk.envelopes):
             try:
-                self._check(chunk.first_index + offset, raw, keys, result)
+                self._check(chunk.first_index + offset, raw, keys, result, spans)
             except VerificationError as exc:
                 result.failure = (chunk.first_index + offset, str(exc))
                 break
@@ -101,12 +105,17 @@ class RecordChecker:
         return result
 
     def _check(self, index: int, raw: bytes, keys: dict[bytes, tuple[str, bytes]],
-               result: ChunkResult) -> None:
+               result: ChunkResult,
+               spans: dict[bytes, tuple[tuple[int, int], ...]] | None = None) -> None:
         body_bytes, signer, signature = Envelope.split(raw, self.limits)
         known = keys.get(signer)
         if known is None:
             raise VerificationError(f"record signer {signer[:4].hex()} is not a genesis key")
         name, public = known
+        if spans is not None and not any(first <= index and (end < 0 or index < end)
+                                         for first, end in spans.get(signer, ())):
+            raise VerificationError(f"record signer {signer[:4].hex()} ({name}) is not a "
+                                    "record key of the membership in force at this index")
         try:
             crypto_sign_open(signature + RECORD_CONTEXT + body_bytes, public)
         except BadSignatureError as exc:

@@ -30,6 +30,7 @@ from ledger.blocks import Block, BlockHeader
 from ledger.errors import FormatError, UsageError
 from ledger.ledger_store import Head
 from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.membership_chain import CHAIN_FILE
 from ledger.records import Envelope
 from ledger.tiles import (
     TILE_HEIGHT,
@@ -131,6 +132,14 @@ class ExportReader:
             return (self.folder / relative).read_bytes()
         except FileNotFoundError as exc:
             raise FormatError(f"{relative} is missing from the export") from exc
+
+    def membership_chain(self) -> bytes | None:
+        """The export's membership chain (``membership-chain.json``), None if it has none
+        (no membership change within the export)."""
+        try:
+            return (self.folder / CHAIN_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def tile_hashes(self, tile: Tile) -> list[bytes]:
         data = self.read(tile.path())

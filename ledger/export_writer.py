@@ -2,7 +2,8 @@
 
 The export ends at the latest final checkpoint: its tree size is the export's size and the
 last exported block is the last one within it. Re-running extends an existing export: only
-tiles and bundles that grew are written, then the checkpoint and the manifest, last, so a
+tiles and bundles that grew are written, then the membership chain (when governance changed
+the membership within the export), the checkpoint and the manifest, last, so a
 reader never sees a checkpoint whose tiles are not there yet; superseded partial files are
 removed after that. An existing export that is not a prefix of this ledger is refused.
 """
@@ -30,7 +31,9 @@ from ledger.export import (
     read_manifest,
     series_path,
 )
+from ledger.governance import stored_transitions
 from ledger.ledger_store import Ledger
+from ledger.membership_chain import CHAIN_FILE, chain_up_to
 from ledger.note import Note
 from ledger.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, encode_bundle, grown_tiles, hash_levels
 
@@ -62,6 +65,9 @@ def export_ledger(ledger: Ledger, out: Path) -> ExportResult:
         envelopes = list(ledger.records(tile.first, tile.first + tile.width))
         writer.write(tile.entries_path(), encode_bundle(envelopes))
     _write_block_series(ledger, writer, header, old_height, height)
+    chain = chain_up_to(ledger, checkpoint.origin, stored_transitions(ledger), size)
+    if chain is not None:  # before the checkpoint: it is never newer than its chain
+        writer.write(CHAIN_FILE, chain)
     writer.write(CHECKPOINT, note)
     writer.write(MANIFEST, Manifest(checkpoint.origin, genesis, size, height).to_bytes())
     writer.remove_superseded(old_size, size, old_height, height)

@@ -50,8 +50,8 @@ class Ledger:
         self.genesis_hash = genesis_hash
         self.tree = TreeStore(storage)
         names = (b"records", b"record_ids", b"blocks", b"certificates", b"checkpoints", b"meta",
-                 b"policy")
-        self._db = {name: storage.db(name) for name in names}
+                 b"policy", b"governance")
+        self._db = {name: storage.db(name) for name in names if storage.has_db(name)}
         self.head = self._load_head()
         self.subjects = SubjectIndex(storage)
         self.subjects.catch_up(self.tree.size, self.record)
@@ -96,8 +96,9 @@ class Ledger:
 
         ``record_ids`` and ``leaf_hashes``, when the caller has them, save parsing and
         hashing every envelope again; the root check below still catches wrong hashes.
-        ``policy``: the block's sharing-policy changes, written in the same transaction so
-        that a crash never leaves the policy state and the chain apart.
+        ``policy``: the block's sharing-policy and governance changes, written in the same
+        transaction so that a crash never leaves the policy or membership state and the
+        chain apart.
         """
         h = block.header
         self.check_extends(h)
@@ -126,7 +127,7 @@ class Ledger:
             if checkpoint_note is not None:
                 txn.put(_k(h.tree_size), checkpoint_note, db=db[b"checkpoints"])
             if policy is not None:
-                policy.write(txn, db[b"policy"])
+                policy.write(txn, db[b"policy"], db[b"governance"])
             txn.put(_HEAD, _k(h.height) + h.hash, db=db[b"meta"])
         self.head = Head(h.height, h.hash, h.tree_size)
         return self.head

@@ -13,7 +13,12 @@ revocation) or is refused with a message naming what is missing:
 - a sharing event must be authored by its provider or recipient and name an agreement
   that exists, is not revoked, and covers its provider, recipient, dataset and purpose
   at the block's time (expiry needs no record: ``valid_until``);
-- an agency whose genesis role is "auditor" may author nothing.
+- an agency whose role is "auditor" may author nothing;
+- a governance record must pass the governance rules (``ledger/governance.py``).
+
+Everything a record is checked against (roles, record keys) comes from the membership in
+force at its block's height: the genesis membership, then each membership governance
+adopted (``GovernanceBook``), whose state is kept and layered alongside the agreements.
 
 Layers: the state a block is checked against is the committed state plus, above it, the
 changes of blocks decided but not yet written (``PolicyView``: layered dicts), so a
@@ -36,11 +41,21 @@ from ledger.errors import (
     FormatError,
     NotPermittedError,
     PolicyError,
+    SignatureError,
     UsageError,
     VerificationError,
 )
 from ledger.genesis import Genesis
+from ledger.governance import (
+    GovernanceBook,
+    GovernanceChanges,
+    GovernanceState,
+    GovernanceView,
+    latest_state,
+    write_state,
+)
 from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.membership import Membership
 from ledger.records import Envelope, Keyring, Record, decode_body
 
 if TYPE_CHECKING:
@@ -65,14 +80,19 @@ def short_id(agreement_id: bytes) -> str:
 
 @dataclass(frozen=True)
 class PolicyRules:
-    """What the policy needs from the genesis: roles by agency, and the record keys."""
+    """What the policy needs from a membership: roles by agency, and the record keys."""
 
     roles: Mapping[str, str]
     keyring: Keyring
+    membership: Membership
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> PolicyRules:
-        return cls({a.name: a.role for a in genesis.agencies}, genesis.keyring())
+        return cls.from_membership(Membership.from_genesis(genesis))
+
+    @classmethod
+    def from_membership(cls, membership: Membership) -> PolicyRules:
+        return cls(dict(membership.roles), membership.keyring(), membership)
 
 
 @dataclass(frozen=True)
@@ -116,16 +136,31 @@ class AgreementState:
 
 @dataclass(frozen=True)
 class PolicyChanges:
-    """The agreements one block added or revoked: written in the block's transaction."""
+    """The agreements one block added or revoked, and its governance changes: written in
+    the block's transaction."""
 
     height: int
     agreements: Mapping[bytes, AgreementState]
+    governance: GovernanceChanges | None = None
+    """None: the block changed no governance state (same as ``GovernanceChanges(height,
+    None)``)."""
 
-    def write(self, txn: Any, db: Any) -> None:
-        """Put the changes in the ``policy`` sub-database (inside ``commit_block``)."""
+    def write(self, txn: Any, db: Any, governance_db: Any = None) -> None:
+        """Put the changes in the ``policy`` and ``governance`` sub-databases (inside
+        ``commit_block``)."""
         for agreement_id, state in self.agreements.items():
             txn.put(agreement_id, state.to_bytes(), db=db)
         txn.put(_HEIGHT_KEY, _U64.pack(self.height), db=db)
+        if governance_db is not None:
+            self.governance_changes().write(txn, governance_db)
+
+    def governance_changes(self) -> GovernanceChanges:
+        if self.governance is None:
+            return GovernanceChanges(self.height, None)
+        if self.governance.height != self.height:
+            raise UsageError(f"governance changes of block {self.governance.height} given "
+                             f"with the policy changes of block {self.height}")
+        return self.governance
 
 
 class PolicyFacts(NamedTuple):
@@ -141,20 +176,24 @@ class PolicyFacts(NamedTuple):
     terms: tuple[str, str, str, str] = ("", "", "", "")
     """A sharing event's provider, recipient, dataset and purpose."""
     record: Record | None = None
-    """An agreement's whole record (its consent is verified when it is applied)."""
+    """An agreement's or a governance record's whole record (checked when applied)."""
+    signer: bytes = b""
+    """The record key's hash: it must be in the keyring of the membership in force."""
 
 
 def facts_of(record: Record) -> PolicyFacts:
     kind, body = record.kind, record.body
+    signer = record.envelope.signer
     if kind == "sharing_event":
         e = body.sharing_event
         return PolicyFacts(kind, body.agency, record.record_id, e.agreement_id,
-                           (e.provider, e.recipient, e.dataset, e.purpose))
+                           (e.provider, e.recipient, e.dataset, e.purpose), signer=signer)
     if kind == "revocation":
-        return PolicyFacts(kind, body.agency, record.record_id, body.revocation.agreement_id)
-    if kind == "agreement":
-        return PolicyFacts(kind, body.agency, record.record_id, record=record)
-    return PolicyFacts(kind, body.agency, record.record_id)
+        return PolicyFacts(kind, body.agency, record.record_id, body.revocation.agreement_id,
+                           signer=signer)
+    if kind in ("agreement", "governance"):
+        return PolicyFacts(kind, body.agency, record.record_id, record=record, signer=signer)
+    return PolicyFacts(kind, body.agency, record.record_id, signer=signer)
 
 
 def policy_facts(envelope: Envelope, keyring: Keyring) -> PolicyFacts:
@@ -169,12 +208,25 @@ def policy_facts(envelope: Envelope, keyring: Keyring) -> PolicyFacts:
 
 
 class PolicyView:
-    """The policy state seen by one block: ``layers`` (newest first) plus its own changes."""
+    """The policy state seen by one block: ``layers`` (newest first) plus its own changes,
+    and the governance state (``governance``, by default the genesis state of
+    ``rules.membership``). ``rules`` are those of the membership in force at the block."""
 
-    def __init__(self, rules: PolicyRules, *layers: Mapping[bytes, AgreementState]) -> None:
+    def __init__(self, rules: PolicyRules, *layers: Mapping[bytes, AgreementState],
+                 governance: GovernanceView | None = None) -> None:
         self.rules = rules
         self.changes: dict[bytes, AgreementState] = {}
         self._layers = (self.changes, *layers)
+        self.governance = (governance if governance is not None
+                           else GovernanceView(GovernanceState(rules.membership)))
+
+    def block_changes(self, height: int, tree_size: int, time_ms: int | None = None
+                      ) -> PolicyChanges:
+        """What this view's records change, once they are block ``height`` ending at tree
+        size ``tree_size``; with the block's header ``time_ms``, governance proposals
+        expired by then are pruned at this block (``GovernanceView.finish``)."""
+        return PolicyChanges(height, self.changes,
+                             self.governance.finish(height, tree_size, time_ms))
 
     def get(self, agreement_id: bytes) -> AgreementState | None:
         for layer in self._layers:  # a few dict lookups: newest layer wins
@@ -185,6 +237,11 @@ class PolicyView:
 
     def apply(self, facts: PolicyFacts, time_ms: int) -> None:
         """Check a record at ``time_ms`` and keep its effect; ``PolicyError`` if refused."""
+        if facts.kind == "governance":
+            self._check_author(facts)
+            assert facts.record is not None
+            self.governance.apply(facts.record, time_ms)
+            return
         change = self.check(facts, time_ms)
         if change is not None:
             self.changes[change.agreement.agreement_id] = change
@@ -201,11 +258,12 @@ class PolicyView:
 
     def check(self, facts: PolicyFacts, time_ms: int) -> AgreementState | None:
         """The state change a record makes (None: none); raise ``PolicyError`` if refused."""
-        author = facts.author
-        if self.rules.roles.get(author) == "auditor":
-            raise NotPermittedError(f"{author} is an auditor: it may read, not write")
+        self._check_author(facts)
         kind = facts.kind
-        if kind == "sharing_event":
+        if kind == "governance":
+            assert facts.record is not None
+            self.governance.check(facts.record, time_ms)
+        elif kind == "sharing_event":
             self._check_event(facts, time_ms)
         elif kind == "agreement":
             assert facts.record is not None
@@ -214,6 +272,16 @@ class PolicyView:
         elif kind == "revocation":
             return self._revoke(facts, time_ms)
         return None
+
+    def _check_author(self, facts: PolicyFacts) -> None:
+        author = facts.author
+        if self.rules.roles.get(author) == "auditor":
+            raise NotPermittedError(f"{author} is an auditor: it may read, not write")
+        if facts.signer:
+            key = self.rules.keyring.get(facts.signer)
+            if key is None or key.name != author:
+                raise SignatureError(f"record signer {facts.signer[:4].hex()} is not a record "
+                                     f"key of {author} in the membership in force")
 
     def _revoke(self, facts: PolicyFacts, time_ms: int) -> AgreementState:
         author, agreement_id = facts.author, facts.target
@@ -270,11 +338,13 @@ class PolicyView:
 
 
 def check_records(view: PolicyView, records: Sequence[PolicyFacts], time_ms: int) -> None:
-    """Apply a proposed block's records in order; ``PolicyError`` names the first refused."""
+    """Apply a proposed block's records in order; the error (``PolicyError``, or
+    ``SignatureError`` for a key not in force, ``FormatError`` for a malformed governance
+    record) names the first refused."""
     for i, facts in enumerate(records):
         try:
             view.apply(facts, time_ms)
-        except PolicyError as exc:
+        except VerificationError as exc:  # refused, an unknown key, a malformed proposal
             raise type(exc)(f"record {i} ({facts.record_id.hex()[:16]}): {exc}") from exc
 
 
@@ -286,17 +356,35 @@ def block_facts(raws: Sequence[bytes], keyring: Keyring, limits: Limits = DEFAUL
 
 class PolicyBook:
     """A node's committed policy state: loaded from the ``policy`` sub-database and kept
-    in step with the chain (``absorb`` after each ``Ledger.commit_block``)."""
+    in step with the chain (``absorb`` after each ``Ledger.commit_block``), with the
+    governance state (``governance``: memberships, pending proposals) beside it."""
 
     def __init__(self, ledger: Ledger, rules: PolicyRules) -> None:
         self.ledger = ledger
-        self.rules = rules
+        self.genesis_rules = rules
         self._db = ledger.storage.db(b"policy")
         self.agreements: dict[bytes, AgreementState] = {}
         self.height = 0
+        self.governance = GovernanceBook(ledger, rules.membership)
+        self._rules: list[PolicyRules] = [rules]
         self._load()
-        if self.height != ledger.head.height:
+        if self.height != ledger.head.height or self.governance.height != self.height:
             self._rebuild()
+
+    @property
+    def rules(self) -> PolicyRules:
+        """The rules of the membership in force after the committed chain."""
+        return self.rules_for(self.governance.membership())
+
+    def rules_for(self, membership: Membership) -> PolicyRules:
+        """The rules of ``membership`` (kept for the few memberships recently in use, so
+        that a view costs no keyring rebuild)."""
+        for rules in self._rules:
+            if rules.membership is membership:
+                return rules
+        rules = PolicyRules.from_membership(membership)
+        self._rules = [rules, *self._rules[:3]]
+        return rules
 
     def _load(self) -> None:
         with self.ledger.storage.read() as txn:
@@ -308,33 +396,55 @@ class PolicyBook:
                     self.agreements[bytes(key)] = state
 
     def _rebuild(self) -> None:
-        """Replay every committed block (a store written before the policy existed, or
-        one whose policy state is behind its chain)."""
-        view = PolicyView(self.rules)
+        """Replay every committed block (a store written before the policy or governance
+        existed, or one whose state is behind its chain), block by block: each block is
+        checked against the membership in force at its height."""
+        self.agreements, self.height = {}, 0
+        self.governance.reset(GovernanceState(self.genesis_rules.membership), 0)
         for block in self.ledger.blocks():
-            view.apply_committed(block.envelopes, block.header.time_ms)
-        changes = PolicyChanges(self.ledger.head.height, view.changes)
+            h = block.header
+            self._take(self.changes_for(h.height, block.envelopes, h.time_ms,
+                                        tree_size=h.tree_size))
         with self.ledger.storage.write() as txn:
             txn.drop(self._db, delete=False)
-            changes.write(txn, self._db)
-        self.agreements, self.height = dict(view.changes), changes.height
+            PolicyChanges(self.height, self.agreements).write(txn, self._db)
+            write_state(txn, self.ledger.storage.db(b"governance"), self.governance.state,
+                        self.height)
 
-    def view(self, staged: Sequence[Mapping[bytes, AgreementState]] = ()) -> PolicyView:
+    def view(self, staged: Sequence[PolicyChanges] = ()) -> PolicyView:
         """The state after the committed chain and then ``staged`` (oldest first)."""
-        return PolicyView(self.rules, *reversed(staged), self.agreements)
+        state = latest_state(self.governance.state, [c.governance for c in staged])
+        return PolicyView(self.rules_for(state.current),
+                          *reversed([c.agreements for c in staged]), self.agreements,
+                          governance=GovernanceView(state))
 
     def changes_for(self, height: int, raws: Iterable[bytes], time_ms: int,
-                    staged: Sequence[Mapping[bytes, AgreementState]] = ()) -> PolicyChanges:
-        """What a certified block at ``height`` changes, on top of ``staged`` blocks."""
+                    staged: Sequence[PolicyChanges] = (), tree_size: int | None = None
+                    ) -> PolicyChanges:
+        """What a certified block at ``height`` changes, on top of ``staged`` blocks.
+
+        ``tree_size`` (the block header's) is recorded when the block adopts a membership;
+        without it, the size is counted from the committed head (no staged blocks)."""
+        raws = list(raws)
         view = self.view(staged)
         view.apply_committed(raws, time_ms)
-        return PolicyChanges(height, view.changes)
+        if tree_size is None:
+            if staged:
+                raise UsageError("changes_for on top of staged blocks needs the tree size")
+            tree_size = self.ledger.head.tree_size + len(raws)
+        return view.block_changes(height, tree_size, time_ms)
 
     def absorb(self, changes: PolicyChanges) -> None:
         """Take in a block's changes once they are durable (same transaction as the block)."""
         if changes.height != self.height + 1:
             raise UsageError(f"policy changes for block {changes.height} do not follow "
                              f"block {self.height}")
+        self._take(changes)
+
+    def _take(self, changes: PolicyChanges) -> None:
+        governance = changes.governance_changes()
         if changes.agreements:  # copy on write: readers on other threads keep a whole dict
             self.agreements = {**self.agreements, **changes.agreements}
+        # Governance first: a reader that sees the new height sees the new membership.
+        self.governance.absorb(governance)
         self.height = changes.height

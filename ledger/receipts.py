@@ -1,5 +1,11 @@
 """Offline verification of receipts and checkpoint consistency, trusting only genesis keys.
 
+Once governance changed the membership, pass the verified membership chain
+(``ledger/membership_chain.py``: ``MembershipHistory``): a checkpoint of size T must then be
+signed by the validators of ``history.for_size(T)`` and a record by a key in force at its
+index (``history.at_index(i)``), so old receipts stay verifiable after key rotations and a
+checkpoint signed by a removed validator set after its removal is refused.
+
 A receipt is a C2SP tlog-proof@v1 file (index, inclusion proof hashes, checkpoint signed
 by validators) plus the record's envelope bytes, which are the Merkle leaf.
 
@@ -21,6 +27,7 @@ from ledger.errors import FormatError, SignatureError
 from ledger.genesis import TrustRoot
 from ledger.keys import decode_base64, encode_base64
 from ledger.limits import DEFAULT_LIMITS, Limits
+from ledger.membership_chain import MembershipHistory
 from ledger.note import Note
 from ledger.records import Envelope, Record, verify_envelope
 from ledger.tlogproof import TlogProof
@@ -40,33 +47,53 @@ class VerifiedReceipt:
     """Witnesses whose cosignatures were verified (only with a witness policy)."""
 
 
-def final_checkpoint(note: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS) -> tuple[
-    Checkpoint, tuple[str, ...]
-]:
-    """The checkpoint if a quorum of trusted validators signed it, else ``SignatureError``."""
+def final_checkpoint(note: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS,
+                     history: MembershipHistory | None = None
+                     ) -> tuple[Checkpoint, tuple[str, ...]]:
+    """The checkpoint if a quorum of trusted validators signed it, else ``SignatureError``.
+
+    With a membership ``history``, the trusted validators are those of the membership
+    that signs checkpoints of its size."""
+    parsed = Note.from_bytes(note, limits)
     origin = trust.network
     if origin is None:  # bare keys: the origin is whatever they signed
-        origin = Note.from_bytes(note, limits).text.split("\n", 1)[0]
-    result = check_checkpoint(
-        note, trust.validators, trust.threshold, origin=origin, limits=limits
-    )
+        origin = parsed.text.split("\n", 1)[0]
+    validators, threshold, whose = trust.validators, trust.threshold, ""
+    if history is not None:
+        size = Checkpoint.from_text(parsed.text, limits).size
+        number = history.number_for_size(size)
+        membership = history.memberships[number]
+        validators, threshold = tuple(membership.validator_keys), membership.threshold
+        whose = f" (membership {number} signs this size)"
+    result = check_checkpoint(note, validators, threshold, origin=origin, limits=limits)
     if not result.verified:
         cp = result.checkpoint
-        raise SignatureError(f"checkpoint {cp.origin} at size {cp.size}: {result.describe()}")
+        known = {(k.name, k.key_id) for k in validators}
+        strangers = [s.name for s in parsed.signatures if (s.name, s.key_id) not in known]
+        hint = ""
+        if strangers and history is None and trust.genesis_hash is not None:
+            hint = ("; signed by validators not in the genesis; pass --chain (the membership "
+                    "chain) if governance changed them")
+        elif strangers:
+            hint = f"; signatures by keys not trusted for this size: {', '.join(strangers)}"
+        raise SignatureError(f"checkpoint {cp.origin} at size {cp.size}: {result.describe()}"
+                             f"{whose}{hint}")
     return result.checkpoint, tuple(k.name for k in result.signed)
 
 
 def verify_receipt(
     receipt: bytes, record: bytes, trust: TrustRoot, limits: Limits = DEFAULT_LIMITS,
-    policy: WitnessPolicy | None = None,
+    policy: WitnessPolicy | None = None, history: MembershipHistory | None = None,
 ) -> VerifiedReceipt:
     """Check that ``record`` is in the ledger under a quorum-signed checkpoint.
 
     With a witness ``policy``, the checkpoint must also carry the witness cosignatures
-    its quorum asks for (tlog-policy), else SignatureError.
+    its quorum asks for (tlog-policy), else SignatureError. With a membership
+    ``history`` (a verified membership chain), the checkpoint's signers and the record's
+    key are those in force for its size and index.
     """
     proof = TlogProof.from_bytes(receipt, limits)
-    checkpoint, signers = final_checkpoint(proof.checkpoint_note, trust, limits)
+    checkpoint, signers = final_checkpoint(proof.checkpoint_note, trust, limits, history)
     witnessed: tuple[str, ...] = ()
     if policy is not None:
         witnessed = require_witnesses(proof.checkpoint_note, policy, limits)
@@ -74,9 +101,14 @@ def verify_receipt(
     merkle.verify_inclusion(leaf, proof.index, checkpoint.size, list(proof.hashes),
                             checkpoint.root_hash)
     decoded = None
-    if trust.keyring is not None and trust.network is not None:
-        decoded = verify_envelope(Envelope.from_bytes(record, limits), trust.keyring,
-                                  trust.network)
+    keyring = trust.keyring if history is None else history.at_index(proof.index).keyring()
+    if keyring is not None and trust.network is not None:
+        envelope = Envelope.from_bytes(record, limits)
+        if history is None and keyring.get(envelope.signer) is None:
+            raise SignatureError(f"record signer {envelope.signer[:4].hex()} is not a record "
+                                 "key of the genesis; pass --chain (the membership chain) if "
+                                 "governance rotated record keys")
+        decoded = verify_envelope(envelope, keyring, trust.network)
     return VerifiedReceipt(proof.index, checkpoint, signers, decoded, witnessed)
 
 
@@ -123,11 +155,12 @@ def _size_line(line: str, word: str) -> int:
 
 def verify_checkpoint_consistency(
     old_note: bytes, new_note: bytes, proof: bytes, trust: TrustRoot,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS, history: MembershipHistory | None = None,
 ) -> tuple[Checkpoint, Checkpoint]:
-    """Both checkpoints final under ``trust``, and the newer tree extends the older."""
-    old, _ = final_checkpoint(old_note, trust, limits)
-    new, _ = final_checkpoint(new_note, trust, limits)
+    """Both checkpoints final under ``trust`` (each under the membership that signs its
+    size, with a ``history``), and the newer tree extends the older."""
+    old, _ = final_checkpoint(old_note, trust, limits, history)
+    new, _ = final_checkpoint(new_note, trust, limits, history)
     if old.origin != new.origin:
         raise FormatError(f"checkpoints are for different logs: {old.origin} and {new.origin}")
     parsed = ConsistencyProof.from_bytes(proof, limits)

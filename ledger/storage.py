@@ -34,7 +34,11 @@ SUBDBS = (
     b"consensus",  # consensus safety state (last signed height/round/step)
     b"policy",  # agreement / ACL state
     b"subjects",  # subject pseudonym || index -> "" (ledger.subjects)
+    b"governance",  # memberships adopted, pending proposals (ledger.governance)
 )
+ADDED_LATER = frozenset({b"governance"})
+"""Sub-databases a store written by an older version lacks: a read-only opening (export,
+explorer, backup check) reads them as empty instead of refusing the store."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,13 @@ class Storage:
                 readonly=readonly,
                 create=not readonly,
             )
-            self.dbs: dict[bytes, Any] = {
-                name: self.env.open_db(name, create=not readonly) for name in SUBDBS
-            }
+            self.dbs: dict[bytes, Any] = {}
+            for name in SUBDBS:
+                try:
+                    self.dbs[name] = self.env.open_db(name, create=not readonly)
+                except lmdb.NotFoundError:
+                    if not (readonly and name in ADDED_LATER):
+                        raise
         except lmdb.NotFoundError as exc:
             raise CorruptStoreError(f"{self.path}: a sub-database is missing ({exc})") from exc
         except lmdb.InvalidError as exc:
@@ -120,6 +128,10 @@ class Storage:
 
     def db(self, name: bytes) -> Any:
         return self.dbs[name]
+
+    def has_db(self, name: bytes) -> bool:
+        """False only for a sub-database added later, in a read-only older store."""
+        return name in self.dbs
 
     def on_abort(self, hook: Callable[[], None]) -> None:
         """Register a cache-invalidation hook, run when a write transaction is aborted."""

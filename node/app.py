@@ -19,17 +19,17 @@ import hashlib
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ledger import merkle
 from ledger.blocks import Block, BlockHeader, build_block
-from ledger.errors import LedgerError, PolicyError
+from ledger.errors import LedgerError, VerificationError
+from ledger.governance import GovernanceState, latest_state
 from ledger.ledger_store import Ledger
 from ledger.limits import Limits
 from ledger.policy import (
-    AgreementState,
     PolicyBook,
     PolicyChanges,
     PolicyFacts,
@@ -87,7 +87,7 @@ class LedgerApp:
         ledger: Ledger,
         mempool: Mempool,
         network: str,
-        proposer_key_hash: bytes,
+        proposer_key_hash: bytes | Callable[[int], bytes],
         policy: BlockPolicy,
         limits: Limits,
         book: PolicyBook,
@@ -99,6 +99,8 @@ class LedgerApp:
         self.mempool = mempool
         self.network = network
         self.proposer = proposer_key_hash
+        """Key hash written as the proposer of our blocks, or one per height (a node
+        rotating its validator key names the key in that height's set)."""
         self.policy = policy
         self.limits = limits
         self.book = book
@@ -106,9 +108,9 @@ class LedgerApp:
         self._on_refused = on_refused
         self.log = log if log is not None else get_logger("app")
         self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
-        self._changes: dict[bytes, dict[bytes, AgreementState]] = {}
-        """Policy changes of blocks proposed or validated on the current tip, by block id:
-        ``decided`` reuses them instead of decoding the records again."""
+        self._changes: dict[bytes, PolicyView] = {}
+        """Policy views of blocks proposed or validated on the current tip, by block id:
+        ``decided`` takes their changes instead of decoding the records again."""
         self._staged: list[Staged] = []
         self.reset_tip()
 
@@ -148,9 +150,10 @@ class LedgerApp:
         view = self.policy_view()
         envelopes = self._admissible(view, taken, time_ms)
         block = build_block(self.network, tip.header, tip.hash, envelopes, tip.frontier.copy(),
-                            time_ms, self.proposer)
+                            time_ms, self.proposer if isinstance(self.proposer, bytes)
+                            else self.proposer(height))
         self._remember(block.hash, True)
-        self._changes[block.hash] = view.changes
+        self._changes[block.hash] = view
         return block.to_bytes()
 
     def _admissible(self, view: PolicyView, taken: list[Envelope], time_ms: int) -> list[bytes]:
@@ -161,7 +164,7 @@ class LedgerApp:
         refused: list[tuple[bytes, str]] = []
         for envelope in taken:
             try:
-                view.apply(self._facts(envelope, envelope.leaf_hash), time_ms)
+                view.apply(self._facts(envelope, envelope.leaf_hash, view), time_ms)
             except LedgerError as exc:
                 refused.append((envelope.record_id, str(exc)))
                 continue
@@ -229,6 +232,7 @@ class LedgerApp:
             return "too many records"
         seen = set(self._staged_ids())
         frontier = tip.frontier.copy()
+        view = self.policy_view()  # roles and record keys of the membership at this height
         facts: list[PolicyFacts] = []
         for raw, (leaf, rid) in zip(block.envelopes,
                                     self.mempool.verify_for_block(block.envelopes), strict=True):
@@ -236,26 +240,26 @@ class LedgerApp:
                 return "duplicate record"
             seen.add(rid)
             frontier.append(leaf)
-            facts.append(self._facts(raw, leaf))
+            facts.append(self._facts(raw, leaf, view))
         if h.tree_size != frontier.size or h.tree_root != frontier.root():
             return "tree size or root does not match the records"
-        view = self.policy_view()
         try:
             check_records(view, facts, h.time_ms)
-        except PolicyError as exc:
+        except VerificationError as exc:
             return f"sharing policy: {exc}"
-        self._changes[block.hash] = view.changes
+        self._changes[block.hash] = view
         return None
 
-    def _facts(self, record: bytes | Envelope, leaf: bytes) -> PolicyFacts:
+    def _facts(self, record: bytes | Envelope, leaf: bytes, view: PolicyView) -> PolicyFacts:
         """A record's policy facts: cached by the mempool when it verified the record,
-        else decoded here."""
+        else decoded here with the record keys of the membership in force (``view``; the
+        view checks a cached record's signer against them, too)."""
         known = self.mempool.facts(leaf)
         if known is not None:
             return known
         envelope = record if isinstance(record, Envelope) else Envelope.from_bytes(
             record, self.limits)
-        return policy_facts(envelope, self.book.rules.keyring)
+        return policy_facts(envelope, view.rules.keyring)
 
     def _remember(self, block_id: bytes, verdict: bool) -> None:
         self._verdicts[block_id] = verdict
@@ -274,10 +278,12 @@ class LedgerApp:
         self._tip = _Tip(parsed.header, parsed.hash, self._tip.frontier, height)
         ids = tuple(rid for _, rid in checked)
         leaves = tuple(leaf for leaf, _ in checked)
-        changes = self._changes.get(parsed.hash)
-        policy = (PolicyChanges(height, changes) if changes is not None else
+        view = self._changes.get(parsed.hash)
+        policy = (view.block_changes(height, parsed.header.tree_size, parsed.header.time_ms)
+                  if view is not None else
                   self.book.changes_for(height, parsed.envelopes, parsed.header.time_ms,
-                                        self._staged_policy()))
+                                        self._staged_policy(),
+                                        tree_size=parsed.header.tree_size))
         self._staged.append(Staged(parsed, ids, leaves, policy))
         self.mempool.remove(ids, leaves)
         self._verdicts.clear()
@@ -292,7 +298,8 @@ class LedgerApp:
         self._staged = [s for s in self._staged if s.block.header.height > height]
 
     def commit_staged(self, height: int, certificate: bytes) -> Staged:
-        """Write staged block ``height`` with its policy changes, in one transaction."""
+        """Write staged block ``height`` with its policy and governance changes, in one
+        transaction."""
         staged = self.staged(height)
         if staged is None:
             raise LedgerError(f"block {height} is not staged")
@@ -307,8 +314,8 @@ class LedgerApp:
             return frozenset()
         return frozenset().union(*(s.ids for s in self._staged))
 
-    def _staged_policy(self) -> list[Mapping[bytes, AgreementState]]:
-        return [s.policy.agreements for s in self._staged]
+    def _staged_policy(self) -> list[PolicyChanges]:
+        return [s.policy for s in self._staged]
 
     def policy_view(self) -> PolicyView:
         """The policy state after the committed chain and every staged block: what the
@@ -316,4 +323,11 @@ class LedgerApp:
         is read before the committed state, and a block leaves staging only after the
         committed state took it in, so no block is ever missing from the view."""
         staged = list(self._staged)
-        return self.book.view([s.policy.agreements for s in staged])
+        return self.book.view([s.policy for s in staged])
+
+    def governance_state(self) -> GovernanceState:
+        """The memberships after the committed chain and every staged block: its
+        ``current`` decides the next block, ``at_height(h)`` the staged ones too. Safe from
+        any thread, like ``policy_view``."""
+        staged = list(self._staged)
+        return latest_state(self.book.governance.state, [s.policy.governance for s in staged])

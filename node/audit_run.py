@@ -95,7 +95,8 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
 
     try:
         report = verify_export(reader, genesis_bytes, progress=progress,
-                               map_chunks=map if args.jobs == 1 else pooled(args.jobs))
+                               map_chunks=map if args.jobs == 1 else pooled(args.jobs),
+                               chain=_chain(args))
     finally:
         bar.close()
     seconds = time.monotonic() - started
@@ -107,6 +108,11 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
         print(f"FAILED: {report.failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _chain(args: argparse.Namespace) -> bytes | None:
+    chain = getattr(args, "chain", None)
+    return Path(chain).read_bytes() if chain else None
 
 
 def report_json(report: AuditReport, seconds: float, jobs: int) -> dict[str, Any]:
@@ -132,6 +138,10 @@ def report_json(report: AuditReport, seconds: float, jobs: int) -> dict[str, Any
         ],
         "anomalies": report.anomalies,
         "anomaly_count": report.anomaly_count,
+        "membership_transitions": [
+            {"number": t.number, "height": t.from_height - 1, "tree_size": t.tree_size,
+             "membership": t.membership.hash.hex(), "summary": t.summary,
+             "approvers": list(t.approvers)} for t in report.transitions],
         "seconds": round(seconds, 3),
         "jobs": jobs,
         "records_per_second": round(report.records / seconds) if seconds > 0 else None,
@@ -156,6 +166,10 @@ def report_text(report: AuditReport, seconds: float) -> str:
         until = "open-ended" if not a.valid_until_ms else f"until {a.valid_until_ms}"
         lines.append(f"    record {a.index} {a.provider} -> {a.recipient}: {a.purpose}"
                      f" ({', '.join(a.datasets)}; {until})")
+    lines.append(f"  membership transitions: {len(report.transitions)}")
+    lines += [f"    membership {t.number} adopted in block {t.from_height - 1} at tree size"
+              f" {t.tree_size}: {t.summary or '(no summary)'} (approved by"
+              f" {', '.join(t.approvers)})" for t in report.transitions]
     lines.append(f"  anomalies: {report.anomaly_count}")
     lines += [f"    {anomaly}" for anomaly in report.anomalies]
     return "\n".join(lines)

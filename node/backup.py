@@ -41,7 +41,10 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.genesis import Genesis, genesis_hash
+from ledger.governance import GovernanceBook
 from ledger.ledger_store import Ledger
+from ledger.membership import Membership
+from ledger.membership_chain import MembershipHistory, build_chain, verify_chain
 from ledger.records import Envelope
 from ledger.storage import LAYOUT, Storage, StorageConfig
 
@@ -228,11 +231,21 @@ def _check_records(storage: Storage, ledger: Ledger) -> None:
 
 
 def _check_latest_checkpoint(ledger: Ledger, genesis: Genesis) -> None:
+    """The latest checkpoint is final under the membership that signs its size: after
+    governance changes, the one the store's own membership chain leads to from the
+    genesis (the chain is verified, not trusted: docs/GOVERNANCE.md)."""
     latest = ledger.latest_checkpoint()
     if latest is None:
         return
     size, note = latest
-    cp = verify_final(note, genesis.validator_keys, genesis.threshold, origin=genesis.network)
+    signers = MembershipHistory.genesis_only(genesis)
+    if ledger.storage.has_db(b"governance"):
+        history = GovernanceBook(ledger, Membership.from_genesis(genesis)).history()
+        if history:
+            signers = verify_chain(build_chain(ledger, genesis.network, history), genesis)
+    membership = signers.for_size(size)
+    cp = verify_final(note, membership.validator_keys, membership.threshold,
+                      origin=genesis.network)
     if cp.size != size or not hmac.compare_digest(cp.root_hash, ledger.tree.root(size)):
         raise CorruptStoreError(f"the stored checkpoint for size {size} is not this tree's")
 

@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ledger.errors import LedgerError, StorageError, VerificationError
-from ledger.genesis import TrustRoot
+from ledger.errors import LedgerError, StorageError, UsageError, VerificationError
+from ledger.genesis import Genesis, TrustRoot
 from ledger.keys import SigningKey
+from ledger.membership_chain import MembershipHistory, verify_chain
 from ledger.receipts import verify_checkpoint_consistency, verify_receipt
+from node.receipt_cli import add_receipt_command
 from node.witness.cli import add_receipt_options, add_witness_commands
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
@@ -27,12 +29,24 @@ def _read(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
+def _history(args: argparse.Namespace) -> MembershipHistory | None:
+    """The memberships of ``--chain``, verified from the genesis given as ``--trust``."""
+    if not getattr(args, "chain", None):
+        return None
+    data = _read(args.trust)
+    if not data.lstrip().startswith(b"{"):
+        raise UsageError("--chain needs the network's genesis.json as --trust")
+    return verify_chain(_read(args.chain), Genesis.from_bytes(data))
+
+
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
     from node.witness.cli import witness_policy_from_args
 
     trust = TrustRoot.load(args.trust)
+    history = _history(args)
     policy = witness_policy_from_args(args)
-    result = verify_receipt(_read(args.receipt), _read(args.record), trust, policy=policy)
+    result = verify_receipt(_read(args.receipt), _read(args.record), trust, policy=policy,
+                            history=history)
     cp = result.checkpoint
     what = ""
     if result.record is not None:
@@ -40,10 +54,16 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     witnessed = ""
     if policy is not None and policy.required:
         witnessed = f", cosigned by witnesses {', '.join(result.witnessed_by)}"
+    validators, threshold, under = len(trust.validators), trust.threshold, ""
+    if history is not None:
+        number = history.number_for_size(cp.size)
+        membership = history.memberships[number]
+        validators, threshold = len(membership.validators), membership.threshold
+        under = f" of membership {number}"
     print(
         f"OK: record{what} is entry {result.index} of {cp.origin} at size {cp.size},"
-        f" checkpoint signed by {len(result.signed_by)} of {len(trust.validators)}"
-        f" validators (need {trust.threshold}){witnessed}"
+        f" checkpoint signed by {len(result.signed_by)} of {validators}"
+        f" validators{under} (need {threshold}){witnessed}"
     )
     return EXIT_OK
 
@@ -51,7 +71,8 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
 def cmd_verify_consistency(args: argparse.Namespace) -> int:
     trust = TrustRoot.load(args.trust)
     old, new = verify_checkpoint_consistency(
-        _read(args.old_checkpoint), _read(args.new_checkpoint), _read(args.proof), trust
+        _read(args.old_checkpoint), _read(args.new_checkpoint), _read(args.proof), trust,
+        history=_history(args),
     )
     print(f"OK: {new.origin} at size {new.size} extends its state at size {old.size}")
     return EXIT_OK
@@ -234,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     receipt.add_argument("receipt", help="C2SP tlog-proof@v1 file")
     receipt.add_argument("--record", required=True, help="the record's envelope bytes")
     receipt.add_argument("--trust", required=True, help="genesis.json or a file of vkeys")
+    receipt.add_argument("--chain", help="membership chain file (docs/GOVERNANCE.md): needed "
+                         "once governance changed validators or record keys")
     receipt.set_defaults(handler=cmd_verify_receipt)
     add_receipt_options(receipt)
     cons = checks.add_parser(
@@ -243,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     cons.add_argument("new_checkpoint", help="signed checkpoint note (newer)")
     cons.add_argument("--proof", required=True, help="shadowledger/consistency-proof/v1 file")
     cons.add_argument("--trust", required=True, help="genesis.json or a file of vkeys")
+    cons.add_argument("--chain", help="membership chain file (docs/GOVERNANCE.md): needed "
+                      "once governance changed the validators")
     cons.set_defaults(handler=cmd_verify_consistency)
     whole = checks.add_parser(
         "verify-ledger", help="re-verify a whole exported ledger (records, blocks, certificates,"
@@ -250,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     whole.add_argument("dir", help="folder written by `shadowledger export`")
     whole.add_argument("--trust", required=True, help="the network's genesis.json")
+    whole.add_argument("--chain", help="membership chain file (docs/GOVERNANCE.md): needed "
+                       "once governance changed the membership")
     whole.add_argument("--jobs", type=int, default=1,
                        help="processes checking record signatures (default 1)")
     whole.add_argument("--json", action="store_true", help="machine-readable summary")
@@ -264,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the node's LMDB folder (node.data_dir); the node may be running")
     export.add_argument("--out", required=True, help="export folder (created or extended)")
     export.set_defaults(handler=cmd_export)
+
+    add_receipt_command(verbs)
 
     keygen = verbs.add_parser("keygen", help="generate an Ed25519 signed-note key pair")
     keygen.add_argument("name", help="key name, e.g. the agency or validator name")
@@ -350,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     from node.agreement_cli import add_agreement_parser
 
     add_agreement_parser(verbs)
+
+    from node.governance_cli import add_governance_parser
+
+    add_governance_parser(verbs)
 
     from node.mirror_cli import add_verbs as add_mirror_verbs
 

@@ -15,23 +15,78 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from ledger import merkle
 from ledger.agreements import agreement_body, countersign, revocation_body, verify_agreement
 from ledger.checkpoint import Checkpoint
-from ledger.errors import LedgerError, ProofError, UsageError, VerificationError
+from ledger.errors import (
+    LedgerError,
+    ProofError,
+    SignatureError,
+    UsageError,
+    VerificationError,
+)
 from ledger.genesis import Genesis, TrustRoot, genesis_hash
+from ledger.governance import approve_body, propose_body
 from ledger.keys import SigningKey, VerifierKey
+from ledger.membership import Membership
+from ledger.membership_chain import MembershipHistory, verify_chain
+from ledger.note import Note
 from ledger.receipts import final_checkpoint
 from ledger.records import Envelope, Record, sign_record, verify_envelope
 from ledger.tlogproof import TlogProof
 from ledger.witness_policy import WitnessPolicy, check_witnesses, require_witnesses
 from proto import ledger_pb2, node_pb2, node_pb2_grpc
+
+DEFAULT_PROPOSAL_MS = 24 * 3600 * 1000
+"""A proposal stays open for approvals this long unless the proposer says otherwise."""
+
+
+class MembershipHistoryLike(Protocol):
+    """Verified memberships by tree size (``ledger.membership_chain.MembershipHistory``)."""
+
+    def for_size(self, size: int) -> Membership: ...
+
+
+class GenesisOnly:
+    """No adoption known: the genesis membership signs every size."""
+
+    def __init__(self, membership: Membership) -> None:
+        self.membership = membership
+
+    def for_size(self, size: int) -> Membership:
+        return self.membership
+
+
+def chain_file(state_file: Path) -> Path:
+    """Where a client keeps the membership chain it verified, beside its trusted checkpoint."""
+    return state_file.with_name(state_file.name + ".membership-chain.json")
+
+
+def saved_history(state_file: Path | None, genesis: Genesis) -> MembershipHistory | None:
+    """The memberships of the chain a client saved, verified again from the genesis; None
+    without one (a file that does not verify is ignored: the node's chain is fetched
+    again when needed)."""
+    if state_file is None or not chain_file(state_file).exists():
+        return None
+    try:
+        return verify_chain(chain_file(state_file).read_bytes(), genesis)
+    except (OSError, LedgerError):
+        return None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".client-state.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class ApiError(LedgerError):
@@ -112,6 +167,12 @@ class LedgerClient:
             self.genesis.keyring(),
             genesis_hash(genesis_bytes),
         )
+        self.history: MembershipHistoryLike = (
+            saved_history(state_file, self.genesis)
+            or GenesisOnly(Membership.from_genesis(self.genesis)))
+        """The memberships the client verified, from the genesis on (``update_memberships``
+        adds the adoptions proven by the node's membership chain, and keeps the chain
+        beside ``state_file`` for the next start)."""
         self._timeout = timeout
         self._state_file = state_file
         self._trusted: tuple[Checkpoint, bytes] | None = None
@@ -120,10 +181,13 @@ class LedgerClient:
             raise ValueError("give witness_quorum or witness_policy, not both")
         self.witness_policy = witness_policy or WitnessPolicy.k_of(self.genesis.witnesses,
                                                                     witness_quorum)
-        """Checkpoints are trusted only with these witness cosignatures (tlog-policy)."""
+        """Checkpoints are trusted only with these witness cosignatures (tlog-policy). With
+        ``witness_quorum`` K the witnesses are those of the membership signing each
+        checkpoint's size (governance may change them); an explicit policy is kept."""
+        self._witness_quorum = 0 if witness_policy is not None else witness_quorum
         if state_file is not None and state_file.exists():
             note = state_file.read_bytes()
-            self._trusted = (final_checkpoint(note, self._trust)[0], note)
+            self._trusted = (self._final(note), note)
 
     @classmethod
     def connect(
@@ -147,7 +211,11 @@ class LedgerClient:
         from node.tls import channel_credentials, channel_options, genesis_node_pems
 
         genesis = Genesis.from_bytes(genesis_bytes)
-        creds = channel_credentials(tls_cert, tls_key, genesis_node_pems(genesis))
+        # Node certificates of the latest membership this client verified (governance may
+        # have rotated them since the genesis).
+        known = saved_history(state_file, genesis)
+        latest = known.memberships[-1] if known is not None else genesis
+        creds = channel_credentials(tls_cert, tls_key, genesis_node_pems(latest))
         channel = grpc.secure_channel(address, creds,
                                       channel_options(server_name, max_message_bytes))
         return cls(channel, genesis_bytes, state_file, timeout, witness_quorum, witness_policy)
@@ -204,11 +272,27 @@ class LedgerClient:
         response = self._call(self._stub.GetCheckpoint, node_pb2.CheckpointRequest())
         return self._advance(response.note)
 
+    def _trust_for(self, size: int) -> TrustRoot:
+        """The validators whose quorum makes a checkpoint of ``size`` final."""
+        m = self.history.for_size(size)
+        return replace(self._trust, validators=tuple(m.validator_keys), threshold=m.threshold,
+                       keyring=m.keyring())
+
     def _final(self, note: bytes) -> Checkpoint:
-        """Quorum-check a checkpoint note once; acks in one block all carry the same note."""
+        """Quorum-check a checkpoint note once; acks in one block all carry the same note.
+
+        Checked with the validators of the membership that signs its size; a note beyond
+        the memberships known here (signed by validators governance added) makes the client
+        fetch and verify the node's membership chain once, then check again."""
         cached = self._verified_notes.get(note)
         if cached is None:
-            cached = final_checkpoint(note, self._trust)[0]
+            size = Checkpoint.from_text(Note.from_bytes(note).text).size
+            try:
+                cached = final_checkpoint(note, self._trust_for(size))[0]
+            except SignatureError:
+                if not self._learn_memberships(size):
+                    raise
+                cached = final_checkpoint(note, self._trust_for(size))[0]
             if len(self._verified_notes) > 64:
                 self._verified_notes.clear()
             self._verified_notes[note] = cached
@@ -223,10 +307,11 @@ class LedgerClient:
         cosignatures the policy asks for, not stored as the trusted checkpoint.
         """
         checkpoint = self._final(note)
-        if self.witness_policy.required:
-            check = check_witnesses(note, self.witness_policy)
+        policy = self._witness_policy_for(checkpoint.size)
+        if policy.required:
+            check = check_witnesses(note, policy)
             if not check.satisfied and witnessed:
-                require_witnesses(note, self.witness_policy)  # raises with the reason
+                require_witnesses(note, policy)  # raises with the reason
             witnessed = check.satisfied
         else:
             witnessed = True
@@ -252,15 +337,17 @@ class LedgerClient:
             self._save(note)
         return checkpoint
 
+    def _witness_policy_for(self, size: int) -> WitnessPolicy:
+        if not self._witness_quorum:
+            return self.witness_policy
+        witnesses = self.history.for_size(size).witnesses
+        if witnesses == self.genesis.witnesses:
+            return self.witness_policy
+        return WitnessPolicy.k_of(witnesses, self._witness_quorum)
+
     def _save(self, note: bytes) -> None:
-        if self._state_file is None:
-            return
-        fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".checkpoint.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(note)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._state_file)
+        if self._state_file is not None:
+            _write_atomically(self._state_file, note)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         request = node_pb2.ConsistencyRequest(size1=size1, size2=size2)
@@ -365,8 +452,10 @@ class LedgerClient:
         checkpoint = self._advance(proof.checkpoint_note)
         merkle.verify_inclusion(merkle.leaf_hash(envelope), proof.index, checkpoint.size,
                                 list(proof.hashes), checkpoint.root_hash)
-        record = verify_envelope(Envelope.from_bytes(envelope), self._trust.keyring or
-                                 self.genesis.keyring(), self.genesis.network)
+        # The record keys in force when it was committed (a rotation later does not
+        # invalidate it).
+        keyring = self.history.for_size(proof.index + 1).keyring()
+        record = verify_envelope(Envelope.from_bytes(envelope), keyring, self.genesis.network)
         return VerifiedRecord(proof.index, record, receipt)
 
     def watch(self, from_index: int = 0) -> Iterator[node_pb2.CommittedRecord]:
@@ -389,11 +478,18 @@ class LedgerClient:
     # (``sharing_event`` / ``share``); either party may ``revoke_agreement``.
 
     def record_key_of(self, agency: str) -> VerifierKey:
-        """The record key the genesis lists first for ``agency`` (the countersigner)."""
-        found = self.genesis.agency(agency)
+        """The record key the membership in force lists first for ``agency`` (the
+        countersigner; the genesis one until governance rotates it)."""
+        found = self._membership_now().agency(agency)
         if found is None or not found.record_keys:
-            raise UsageError(f"agency {agency!r} has no record key in this network's genesis")
+            raise UsageError(f"agency {agency!r} has no record key in this network's "
+                             "membership")
         return found.record_keys[0]
+
+    def _membership_now(self) -> Membership:
+        """The membership in force at the node (keys to draft and check agreements with;
+        the ledger checks them again)."""
+        return self.membership()
 
     def draft_agreement(self, key: SigningKey, *, provider: str, recipient: str,
                         datasets: Iterable[str], purpose: str, legal_basis: str,
@@ -417,7 +513,7 @@ class LedgerClient:
     def submit_agreement(self, body: ledger_pb2.RecordBody, key: SigningKey) -> Ack:
         """Sign a countersigned agreement as its author, check it locally, submit it."""
         envelope = sign_record(body, key)
-        keyring = self.genesis.keyring()
+        keyring = self._membership_now().keyring()
         verify_agreement(verify_envelope(envelope, keyring, self.genesis.network), keyring)
         return self.submit(envelope)
 
@@ -448,6 +544,69 @@ class LedgerClient:
         """Submit one sharing event (keywords of ``sharing_event``); refused with
         FAILED_PRECONDITION unless an active agreement covers it."""
         return self.submit(self.sharing_event(key, **event))
+
+    # --- governance ----------------------------------------------------------------------
+    # An agency proposes a complete new membership (``propose_membership``, built from
+    # the current one, e.g. with node.governance_cli's edits); other agencies approve it
+    # (``approve_proposal``) until the current membership's ``approvals`` are reached;
+    # the new membership is in force from the next block (docs/GOVERNANCE.md).
+
+    def governance(self) -> node_pb2.GovernanceResponse:
+        """Membership in force, adoptions so far and pending proposals (committed state;
+        not proven: ``update_memberships`` verifies the adoptions)."""
+        response: node_pb2.GovernanceResponse = self._call(
+            self._stub.GetGovernance, node_pb2.GovernanceRequest())
+        return response
+
+    def membership(self) -> Membership:
+        """The membership in force after the node's committed head."""
+        return Membership.from_bytes(self.governance().membership)
+
+    def proposals(self) -> list[node_pb2.ProposalInfo]:
+        return list(self.governance().pending)
+
+    def propose_membership(self, key: SigningKey, new: Membership, summary: str,
+                           expires_ms: int | None = None, base: Membership | None = None
+                           ) -> Ack:
+        """Propose ``new`` in place of ``base`` (default: the node's current membership),
+        signed by ``key``'s agency (its approval); open for a day unless ``expires_ms``."""
+        new.check()
+        now = int(time.time() * 1000)
+        base_hash = (base or self.membership()).hash
+        body = propose_body(self.genesis.network, key.name, os.urandom(16), now, new,
+                            base_hash, expires_ms or now + DEFAULT_PROPOSAL_MS, summary)
+        return self.submit(sign_record(body, key))
+
+    def approve_proposal(self, key: SigningKey, proposal_id: bytes) -> Ack:
+        body = approve_body(self.genesis.network, key.name, os.urandom(16),
+                            int(time.time() * 1000), proposal_id)
+        return self.submit(sign_record(body, key))
+
+    def membership_chain(self) -> bytes:
+        """The node's membership chain file (exact bytes; verify before trusting)."""
+        response: node_pb2.MembershipChainResponse = self._call(
+            self._stub.GetMembershipChain, node_pb2.MembershipChainRequest())
+        return response.chain
+
+    def update_memberships(self) -> bytes:
+        """Fetch the membership chain and verify it from the genesis; from then on
+        checkpoints and records are checked with the membership of their size, and (kept
+        beside the state file) the next connection trusts the node certificates of the
+        latest membership. Returns the chain's bytes."""
+        chain = self.membership_chain()
+        self.history = verify_chain(chain, self.genesis)
+        if self._state_file is not None:
+            _write_atomically(chain_file(self._state_file), chain)
+        return chain
+
+    def _learn_memberships(self, size: int) -> bool:
+        """True if the chain proved a membership change below ``size`` not known before."""
+        known = self.history.for_size(size).hash
+        try:
+            self.update_memberships()
+        except (LedgerError, ApiError):
+            return False
+        return self.history.for_size(size).hash != known
 
     def agreements(self, agency: str = "") -> node_pb2.ListAgreementsResponse:
         """The committed agreements (of ``agency`` only, if given), with their status."""

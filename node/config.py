@@ -66,7 +66,12 @@ class KeysSection:
     tls_cert: Path
     tls_key: Path
     validator_key: Path | None = None
-    """C2SP skey file; required when ``node.role = "validator"``."""
+    """C2SP skey file; required when ``node.role = "validator"``. The key need not be in
+    the validator set yet: the node follows consensus without voting until governance
+    adds it (docs/OPERATIONS.md, adding a validator)."""
+    next_validator_key: Path | None = None
+    """During a validator-key rotation: the key governance rotates this node to. At each
+    height the node signs with whichever of its two keys is in that height's set."""
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,7 @@ def _check_node_files(config: NodeConfig, reader: _Reader) -> None:
         "keys.tls_cert": config.keys.tls_cert,
         "keys.tls_key": config.keys.tls_key,
         "keys.validator_key": config.keys.validator_key,
+        "keys.next_validator_key": config.keys.next_validator_key,
     }
     for key, file in files.items():
         if file is not None and not file.is_file():

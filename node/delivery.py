@@ -18,6 +18,7 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 from ledger.delivery import DeliveryContent
 from ledger.errors import FormatError, VerificationError
 from ledger.genesis import BOX_KEY_BYTES, Genesis, encode_box_key
+from ledger.membership import Membership
 from node.config import ConfigError
 
 
@@ -51,13 +52,14 @@ def write_box_key_files(folder: Path, name: str) -> tuple[Path, Path]:
     return skey, pub
 
 
-def recipient_box_key(genesis: Genesis, agency: str) -> bytes:
-    """The key to seal to: the recipient's first box key in the genesis."""
+def recipient_box_key(genesis: Genesis | Membership, agency: str) -> bytes:
+    """The key to seal to: the recipient's first box key in the genesis or the membership
+    in force (governance may rotate box keys or add agencies)."""
     entry = genesis.agency(agency)
     if entry is None:
-        raise FormatError(f"agency {agency!r} is not in the genesis")
+        raise FormatError(f"agency {agency!r} is not a member of the network")
     if not entry.box_keys:
-        raise FormatError(f"agency {agency} has no box key in the genesis: it cannot "
+        raise FormatError(f"agency {agency} has no box key in the membership: it cannot "
                           "receive off-ledger deliveries")
     return entry.box_keys[0]
 

@@ -14,6 +14,21 @@ A block's root is certified by its certificate, so when entries and tiles disagr
 check order tells which was tampered with: a bad entry fails its signature (2) or its
 block's root (3); a bad tile fails (5) after its block verified.
 Failures name the record index, block height, file and byte offset (``AuditFailure``).
+
+Across membership changes (docs/GOVERNANCE.md) the pass replays the governance records
+from the blocks (only blocks holding some are decoded here) with the validators' rules,
+block times included, and so learns every membership from the genesis alone: block h's
+certificate is checked with the validators in force at h, each checkpoint with those that
+sign its size, and each record's key must be one of the membership in force at its index
+(workers get the key ranges). The record checks run ahead of the blocks, with the keys
+known so far; when a block adopts a new membership, the records after it that were
+already checked are re-checked for keys in force, and the record checks resume after them
+with the new key ranges (one new checker, or pool, per adoption). The export's own
+checkpoint is verified at the end, with the membership that signs its size.
+
+With a membership chain (``chain``, verified from the genesis first) the memberships are
+known up front and every replayed adoption must be the chain's, at its tree size, and
+every chain transition within the export must happen (a cross-check of both).
 """
 
 from __future__ import annotations
@@ -33,7 +48,11 @@ from ledger.checkpoint import Checkpoint
 from ledger.errors import FormatError, VerificationError
 from ledger.export import CERTIFICATES, CHECKPOINT, CHECKPOINTS, HEADERS, ExportReader, series_path
 from ledger.genesis import Genesis, TrustRoot, genesis_hash
+from ledger.governance import GovernanceState, GovernanceView, Transition
+from ledger.membership_chain import MembershipHistory, verify_chain
+from ledger.note import Note
 from ledger.receipts import final_checkpoint
+from ledger.records import Envelope, Record, decode_body
 from ledger.tiles import TILE_HEIGHT, TILE_WIDTH, Tile, tile_of, tiles_for
 
 MAX_LISTED_ANOMALIES = 1000
@@ -64,6 +83,8 @@ class AuditReport:
     agreements_active: list[AgreementSeen] = field(default_factory=list)
     anomalies: list[str] = field(default_factory=list)
     anomaly_count: int = 0
+    transitions: list[Transition] = field(default_factory=list)
+    """Membership changes replayed from the export's governance records, in order."""
     failure: str = ""
 
     @property
@@ -72,14 +93,17 @@ class AuditReport:
 
 
 def verify_export(reader: ExportReader, genesis_bytes: bytes, *,
-                  map_chunks: ChunkMap = map, progress: Progress | None = None
-                  ) -> AuditReport:
-    """Verify everything in ``reader``; the report's ``failure`` is the first problem."""
+                  map_chunks: ChunkMap = map, progress: Progress | None = None,
+                  chain: bytes | None = None) -> AuditReport:
+    """Verify everything in ``reader``; the report's ``failure`` is the first problem.
+    ``chain``: the membership chain file, needed once governance changed the membership."""
     audit = _Audit(reader, genesis_bytes, progress)
     try:
+        audit.use_chain(chain)
         audit.run(map_chunks)
     except VerificationError as exc:
         audit.report.failure = str(exc)
+    audit.report.transitions = list(audit.governance.transitions)  # up to a failure
     return audit.report
 
 
@@ -95,6 +119,12 @@ class _Audit:
         self.validators = ValidatorSet(tuple(Validator(v.key.public_key, v.power)
                                              for v in genesis.validators))
         self.checker = RecordChecker.from_genesis(genesis, reader.limits)
+        self.history = MembershipHistory.genesis_only(genesis)
+        self.keys = self.history.all_keys()
+        self.chain_given = False
+        self.governance = GovernanceState(self.history.memberships[0])
+        self._sets: dict[int, ValidatorSet] = {0: self.validators}
+        self._gov_chunks: list[tuple[int, int]] = []  # [first, end) of chunks with some
         self.chain = ChainVerifier(genesis.network, self.chain_id)
         self.tiles = _TileChecker(reader, self._height_of)
         self.report = AuditReport(reader.origin, reader.tree_size, reader.height)
@@ -107,14 +137,58 @@ class _Audit:
         self.agreements: dict[bytes, AgreementSeen] = {}
         self.revoked: set[bytes] = set()
         self._sizes: list[int] = []
+        self._learned = False  # a block adopted a membership the record checker lacks
+        self._ranges: dict[bytes, list[tuple[int, int]]] | None = None
+
+    def use_chain(self, chain: bytes | None) -> None:
+        """Trust the memberships of a membership chain verified from the genesis."""
+        if chain is None:
+            return
+        self._use_history(verify_chain(chain, self.genesis, self.reader.limits))
+        self.chain_given = True
+
+    def _use_history(self, history: MembershipHistory) -> None:
+        """Check records, certificates and checkpoints with ``history``'s memberships."""
+        self.history = history
+        self.keys = history.all_keys()
+        keys = {(k.key_hash, k.name, k.public_key)
+                for m in history.memberships for a in m.agencies for k in a.record_keys}
+        self._ranges = history.key_ranges()
+        spans = tuple(sorted((h, tuple(r)) for h, r in self._ranges.items()))
+        self.checker = RecordChecker(self.genesis.network, tuple(sorted(keys)),
+                                     self.reader.limits, spans)
+
+    def _validators_at(self, first_index: int) -> ValidatorSet:
+        """The validator set deciding the block whose records start at ``first_index``."""
+        number = self.history.number_for_size(first_index + 1)
+        found = self._sets.get(number)
+        if found is None:
+            m = self.history.memberships[number]
+            found = ValidatorSet(tuple(Validator(v.key.public_key, v.power)
+                                       for v in m.validators))
+            self._sets[number] = found
+        return found
 
     # --- the pass ----------------------------------------------------------------------
 
     def run(self, map_chunks: ChunkMap) -> None:
         self._check_manifest()
-        for result in map_chunks(self.checker, self._chunks()):
-            self._take(result)
-        self._blocks_ready(self.reader.tree_size)
+        start = 0
+        while True:
+            results = map_chunks(self.checker, self._chunks(start))
+            try:
+                for result in results:
+                    if self._take(result):
+                        break
+                else:
+                    self._blocks_ready(self.reader.tree_size)
+                    if not self._learned:
+                        break
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()  # a pool: stop its workers before starting the next one
+            start = self._resume()
         if self.next_height <= self.reader.height:
             raise AuditFailure(f"block {self.next_height} ends beyond the exported entries")
         if self.pending:
@@ -131,35 +205,78 @@ class _Audit:
                                f" {self.genesis.network!r}")
         if not hmac.compare_digest(reader.genesis_hash, self.chain_id):
             raise AuditFailure("export was made from a ledger of another genesis")
-        checkpoint, _ = self._final(reader.read(CHECKPOINT), CHECKPOINT)
+        note = reader.read(CHECKPOINT)
+        if self.chain_given:
+            checkpoint, _ = self._final(note, CHECKPOINT)
+        else:  # its signers are known once the memberships are replayed (the end)
+            try:
+                checkpoint = Checkpoint.from_text(Note.from_bytes(note, reader.limits).text,
+                                                  reader.limits)
+            except FormatError as exc:
+                raise AuditFailure(f"{CHECKPOINT}: {exc}") from exc
         if checkpoint.size != reader.tree_size:
             raise AuditFailure(f"{CHECKPOINT} is for tree size {checkpoint.size}, the export"
                                f" holds {reader.tree_size} records")
         self.latest = checkpoint
+        self.latest_note = note
 
-    def _chunks(self) -> Iterator[RecordChunk]:
+    def _chunks(self, start: int = 0) -> Iterator[RecordChunk]:
+        """Chunks of the records from index ``start`` on (one per entry bundle)."""
         for tile in tiles_for(self.reader.tree_size):
+            if tile.first + tile.width <= start:
+                continue
+            first = max(tile.first, start)
             try:
                 items = self.reader.items("entries", tile)
             except FormatError as exc:
-                yield RecordChunk(tile.first, (), f"{exc} (records {tile.first}.."
-                                                   f"{tile.first + tile.width - 1})")
+                yield RecordChunk(first, (), f"{exc} (records {tile.first}.."
+                                              f"{tile.first + tile.width - 1})")
                 continue
-            self.report.entry_bundles += 1
-            envelopes = tuple(env for _, env in items)
-            self.sent[tile.first] = envelopes
-            yield RecordChunk(tile.first, envelopes)
+            if first == tile.first:  # a resumed bundle was counted the first time
+                self.report.entry_bundles += 1
+            envelopes = tuple(env for _, env in items[first - tile.first:])
+            self.sent[first] = envelopes
+            yield RecordChunk(first, envelopes)
 
-    def _take(self, result: ChunkResult) -> None:
+    def _resume(self) -> int:
+        """After a block adopted a membership the checker did not know: check the records
+        after it that were already checked for keys in force, take a checker with the new
+        key ranges and return the first record index it must check."""
+        start = self.pending_first + len(self.pending)
+        self._use_history(self.history)
+        self._learned = False
+        self.sent.clear()
+        for offset, raw in enumerate(self.pending):
+            self._check_in_force(self.pending_first + offset, raw)
+        return start
+
+    def _check_in_force(self, index: int, raw: bytes) -> None:
+        signer = Envelope.split(raw, self.reader.limits)[1]
+        assert self._ranges is not None
+        if not any(first <= index and (end < 0 or index < end)
+                   for first, end in self._ranges.get(signer, ())):
+            key = self.keys.get(signer)
+            name = f" ({key.name})" if key is not None else ""
+            raise AuditFailure(f"{self._where(index)}: record signer {signer[:4].hex()}{name} "
+                               "is not a record key of the membership in force at this index")
+
+    def _take(self, result: ChunkResult) -> bool:
+        """Take one chunk's results; True: stop, a block adopted a membership the checker
+        did not know, resume the record checks (``_resume``)."""
         report = self.report
         for (agency, kind), n in result.counts.items():
             report.per_agency[agency] += n
             report.per_kind[kind] += n
+            if kind == "governance":
+                self._gov_chunks.append((result.first_index,
+                                         result.first_index + result.checked))
         for index, problem in result.anomalies:
             self._anomaly(index, problem)
         self._cross_records(result)
         if result.unreadable:
             self._blocks_ready(result.first_index)
+            if self._learned:
+                return True
             raise AuditFailure(f"{result.unreadable}, from block"
                                f" {self._height_of(result.first_index)} on")
         self.pending.extend(self.sent.pop(result.first_index)[: result.checked])
@@ -167,8 +284,11 @@ class _Audit:
         if result.failure is not None:
             index, reason = result.failure
             self._blocks_ready(index)
+            if self._learned:  # maybe signed by a key the adoption brought in
+                return True
             raise AuditFailure(f"{self._where(index)}: {reason}")
         self._blocks_ready(self.pending_first + len(self.pending))
+        return self._learned
 
     def _cross_records(self, result: ChunkResult) -> None:
         for offset, rid in enumerate(result.record_ids):
@@ -207,6 +327,7 @@ class _Audit:
             envelopes = tuple(self.pending[: header.record_count])
             block = Block(header, envelopes)
             self._check_certificate(height, block)
+            self._replay_governance(height, block)
             leaves = merkle.leaf_hashes(envelopes)
             try:
                 self.chain.add(block, leaves)
@@ -221,6 +342,53 @@ class _Audit:
             self.next_height += 1
             if self.progress is not None:
                 self.progress(header.tree_size, self.reader.tree_size)
+            if self._learned:  # the records after it were checked with the old keys
+                return
+
+    def _replay_governance(self, height: int, block: Block) -> None:
+        """Apply the block's governance records; an adoption must be the chain's."""
+        header = block.header
+        first = header.tree_size - header.record_count
+        expired = any(header.time_ms >= p.expires_ms
+                      for p in self.governance.pending.values())
+        if expired or any(lo < header.tree_size and first < hi for lo, hi in self._gov_chunks):
+            view = GovernanceView(self.governance)
+            keys = self.keys
+            for offset, raw in enumerate(block.envelopes):
+                envelope = Envelope.from_bytes(raw, self.reader.limits)
+                body = decode_body(envelope.body)
+                key = keys.get(envelope.signer)
+                if body.WhichOneof("kind") != "governance" or key is None:
+                    continue
+                try:
+                    view.apply(Record(envelope, body, key), header.time_ms)
+                except VerificationError as exc:  # the quorum let it in: it changes nothing
+                    self._anomaly(first + offset, f"governance record refused: {exc}")
+            changes = view.finish(height, header.tree_size, header.time_ms)
+            if changes.state is not None:
+                self.governance = changes.state
+        adopted = len(self.governance.transitions)
+        expected = self.history.number_for_size(header.tree_size + 1)
+        if adopted == expected:
+            if adopted and self.governance.current.hash != self.history.memberships[
+                    adopted].hash:
+                raise AuditFailure(f"block {height} adopts a membership other than the "
+                                   f"membership chain's membership {adopted}")
+            return
+        if adopted > expected:
+            t = self.governance.transitions[-1]
+            if not self.chain_given:  # learnt from the replay: in force from block h + 1
+                self.history = MembershipHistory((*self.history.memberships, t.membership),
+                                                 (*self.history.sizes, t.tree_size))
+                self._learned = True
+                return
+            raise AuditFailure(f"block {height} adopts membership {t.number} at tree size "
+                               f"{t.tree_size}, the membership chain has "
+                               f"{len(self.history.sizes)} transitions ending at sizes "
+                               f"{list(self.history.sizes)}")
+        raise AuditFailure(f"the membership chain's transition {expected} at tree size "
+                           f"{self.history.sizes[expected - 1]} is not in the ledger (no "
+                           f"block up to {height} adopted it)")
 
     def _header(self, height: int) -> BlockHeader:
         try:
@@ -248,7 +416,8 @@ class _Audit:
             raise AuditFailure(f"{where}: block {height} has no commit certificate")
         try:
             cert = CommitCertificate.from_bytes(raw)
-            check_certificate(cert, self.validators, self.chain_id)
+            first = block.header.tree_size - block.header.record_count
+            check_certificate(cert, self._validators_at(first), self.chain_id)
         except VerificationError as exc:
             raise AuditFailure(f"{where}: {exc}") from exc
         if cert.height != height or not hmac.compare_digest(cert.block_id, block.hash):
@@ -270,11 +439,14 @@ class _Audit:
 
     def _final(self, note: bytes, where: str) -> tuple[Checkpoint, tuple[str, ...]]:
         try:
-            return final_checkpoint(note, self.trust, self.reader.limits)
+            return final_checkpoint(note, self.trust, self.reader.limits,
+                                    self.history)
         except VerificationError as exc:
             raise AuditFailure(f"{where}: {exc}") from exc
 
     def _check_latest_root(self) -> None:
+        if not self.chain_given:
+            self._final(self.latest_note, CHECKPOINT)
         _same_root(CHECKPOINT, self.latest.root_hash, self.chain.tree.root(),
                    self.reader.tree_size)
         self.report.root = self.latest.root_hash

@@ -68,6 +68,26 @@ class Mempool:
     def size_bytes(self) -> int:
         return self._bytes
 
+    def set_keyring(self, keyring: Keyring) -> None:
+        """Governance changed the record keys (rotation, agency added or removed): verify
+        new records with ``keyring``. Pending records whose signing key is no longer
+        trusted as it was are dropped (a block of the new membership may not carry them;
+        their submitters' waits time out); cached verdicts are kept only for the pending
+        records that stay. No signature is checked again here (runs on the consensus
+        thread)."""
+        with self._lock:
+            old, self._keyring = self._keyring, keyring
+            kept: OrderedDict[bytes, tuple[bytes, PolicyFacts]] = OrderedDict()
+            for rid, envelope in list(self._pending.items()):
+                if keyring.get(envelope.signer) != old.get(envelope.signer):
+                    del self._pending[rid]
+                    self._bytes -= len(envelope.raw)
+                    continue
+                verdict = self._verified.get(envelope.leaf_hash)
+                if verdict is not None:
+                    kept[envelope.leaf_hash] = verdict
+            self._verified = kept
+
     def check(self, raw: bytes) -> Record:
         """Parse and verify a record (no state change); raise a ``VerificationError``."""
         envelope = Envelope.from_bytes(raw, self._limits)
@@ -130,7 +150,8 @@ class Mempool:
                 self._verified.pop(leaf, None)
 
     def verify_for_block(
-        self, raws: Sequence[bytes], check_signatures: bool = True
+        self, raws: Sequence[bytes], check_signatures: bool = True,
+        keyring: Keyring | None = None,
     ) -> list[tuple[bytes, bytes]]:
         """(leaf hash, record id) of each record of a proposed or fetched block.
 
@@ -138,17 +159,23 @@ class Mempool:
         here (raising ``VerificationError`` for a bad one). ``check_signatures=False`` is
         for blocks already decided under a verified quorum certificate (state sync): 2f+1
         validators checked every signature before precommitting, so only parse them.
+        ``keyring``: the record keys of the block's height when it is not the current one
+        (catch-up across a key rotation); cached verdicts (current keys) are not used then.
         """
         leaves = merkle.leaf_hashes(raws)
         with self._lock:
-            known = [self._verified.get(leaf) for leaf in leaves]
+            known: list[tuple[bytes, PolicyFacts] | None] = (
+                [None] * len(leaves) if keyring is not None
+                else [self._verified.get(leaf) for leaf in leaves])
         out = []
         for raw, leaf, entry in zip(raws, leaves, known, strict=True):
             if entry is not None:
                 out.append((leaf, entry[0]))
                 continue
             envelope = Envelope.from_bytes(raw, self._limits)
-            if check_signatures:
+            if check_signatures and keyring is not None:
+                verify_envelope(envelope, keyring, self._network)
+            elif check_signatures:
                 record = verify_envelope(envelope, self._keyring, self._network)
                 with self._lock:
                     self._remember_verified(record)

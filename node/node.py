@@ -20,11 +20,13 @@ from consensus.certificate import CommitCertificate, check_certificate
 from consensus.crypto import verify_message
 from consensus.events import ConsensusConfig
 from consensus.messages import Proposal, Vote
-from consensus.validators import Validator, ValidatorSet
+from consensus.validators import ValidatorSet
 from ledger.blocks import Block
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, genesis_hash
+from ledger.keys import SigningKey
 from ledger.ledger_store import Ledger
+from ledger.membership import Membership
 from ledger.policy import PolicyBook, PolicyRules, PolicyView
 from ledger.storage import Storage, StorageConfig
 from node.app import BlockPolicy, LedgerApp
@@ -33,6 +35,7 @@ from node.commits import CommitBoard
 from node.config import NodeConfig, read_signing_key
 from node.explorer.server import ExplorerServer
 from node.logging_setup import get_logger
+from node.memberships import MembershipSource, NodeMemberships
 from node.mempool import DuplicateRecord, Mempool, MempoolConfig, MempoolFull
 from node.metrics import Metrics
 from node.offledger import DeliveryStore
@@ -41,15 +44,16 @@ from node.runtime import ConsensusDriver
 from node.tls import (
     channel_credentials,
     channel_options,
+    dynamic_server_credentials,
     genesis_all_pems,
     genesis_node_pems,
     pins_from_genesis,
-    server_credentials,
 )
 from proto import node_pb2, node_pb2_grpc
 
 GOSSIP_BATCH = 500
 GOSSIP_LINGER_S = 0.002
+FOLLOWER_PULL_S = 2
 PEER_MESSAGE_HEADROOM = 1 << 20
 """Peer channels carry a block plus its certificate: allow more than one record message."""
 
@@ -65,17 +69,16 @@ class Node:
         self.chain_id = genesis_hash(self.genesis_bytes)
         self.network = self.genesis.network
         self.limits = config.ledger_limits()
-        self.pins = pins_from_genesis(self.genesis)
-        self.validators = ValidatorSet(tuple(
-            Validator(v.key.public_key, v.power) for v in self.genesis.validators
-        ))
         self.storage = Storage(config.node.data_dir,
                                StorageConfig(map_size=config.storage.map_size))
         self.ledger = Ledger(self.storage, self.chain_id)
         self.policy = PolicyBook(self.ledger, PolicyRules.from_genesis(self.genesis))
+        self.memberships = NodeMemberships(self._membership_source())
+        current = self.memberships.current()
+        self.pins = pins_from_genesis(current)
         self.metrics = Metrics()
         self.mempool_config = MempoolConfig(config.mempool.max_records, config.mempool.max_bytes)
-        self.mempool = Mempool(self.network, self.genesis.keyring(), self.limits,
+        self.mempool = Mempool(self.network, current.keyring(), self.limits,
                                self.mempool_config, self.ledger.index_of)
         self.board = CommitBoard(self.ledger.tree.size, self.ledger.head.height)
         self._tls = (config.keys.tls_cert.read_bytes(), config.keys.tls_key.read_bytes())
@@ -83,12 +86,15 @@ class Node:
             PeerLink(PeerAddress(p.name, p.address, p.server_name), self._channel,
                      self.log, ) for p in config.peers
         ])
-        self.key = (read_signing_key(config.keys.validator_key)
-                    if config.is_validator and config.keys.validator_key else None)
+        self.keys = self._validator_keys()
+        self.key = self.keys[0] if self.keys else None
         self.checkpoints = CheckpointCollector(
-            self.network, self.genesis.validator_keys, self.genesis.threshold, self.ledger,
-            self.peers, self.key, self.log,
+            self.network, self.memberships.for_size, self.ledger, self.peers, self.keys,
+            self.log,
         )
+        self.memberships.listeners.append(self._membership_changed)
+        self._started = False
+        self._dial_validators(current)
         self.witnesses = None
         if config.witnesses:
             from node.witnessing import WitnessPusher
@@ -97,7 +103,9 @@ class Node:
                                            self.metrics.registry, self.log,
                                            self.genesis.witnesses)
             self.checkpoints.listeners.append(self.witnesses.notify)
-        self.driver = self._make_driver() if self.key is not None else None
+        self.driver = self._make_driver() if self.keys else None
+        if self.driver is not None:
+            self.memberships.staged = self.driver.app.governance_state
         self._gossip: queue.Queue[bytes] = queue.Queue()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -111,8 +119,63 @@ class Node:
 
     # --- construction ------------------------------------------------------------------
 
+    def _membership_source(self) -> MembershipSource:
+        """The committed memberships (the ledger's governance book)."""
+        return self.policy.governance
+
+    def _validator_keys(self) -> list[SigningKey]:
+        """This node's validator key and, during a rotation, the next one (config
+        ``keys.next_validator_key``): it signs with whichever is in a height's set."""
+        if not self.config.is_validator or self.config.keys.validator_key is None:
+            return []
+        keys = [read_signing_key(self.config.keys.validator_key)]
+        if self.config.keys.next_validator_key is not None:
+            keys.append(read_signing_key(self.config.keys.next_validator_key))
+        return keys
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The validator set the next block is decided by."""
+        return self.memberships.validator_set(self.ledger.head.height + 1)
+
+    def _proposer_key_hash(self, height: int) -> bytes:
+        """Which of this node's validator keys proposes at ``height``: the one in its set."""
+        in_set = {k.public_key for k in self.memberships.at(height).validator_keys}
+        mine = [k for k in self.keys if k.verifier.public_key in in_set]
+        return (mine[0] if mine else self.keys[0]).verifier.key_hash
+
+    def _membership_changed(self, membership: Membership) -> None:
+        """A new membership is in force (staged or committed): refresh what depends on it.
+        TLS server pins follow through ``_server_pems`` (asked on each handshake)."""
+        self.pins = pins_from_genesis(membership)
+        self.mempool.set_keyring(membership.keyring())
+        self._dial_validators(membership)
+        if self.driver is not None:
+            self.driver.peer_of_validator = _peer_of_validator(membership)
+        self.log.info("membership changed", membership=membership.hash.hex()[:16],
+                      validators=len(membership.validators), agencies=len(membership.agencies))
+
+    def _dial_validators(self, membership: Membership) -> None:
+        """Links to every validator of ``membership``: at the address in our config's
+        ``peers`` if listed there, else at the membership's ``address``. Links this node
+        made from a membership to agencies no longer validating are closed."""
+        wanted = {v.agency: v.address for v in membership.validators
+                  if v.agency and v.agency != self.name and v.address}
+        configured = {p.name for p in self.config.peers}
+        for agency, address in wanted.items():
+            if agency not in self.peers.links:
+                link = PeerLink(PeerAddress(agency, address, f"node.{agency}"), self._channel,
+                                self.log)
+                self.peers.add(link, start=self._started)
+        for name in list(self.peers.links):
+            if name not in configured and name not in wanted:
+                self.peers.remove(name)
+
+    def _server_pems(self) -> list[bytes]:
+        return genesis_all_pems(self.memberships.current())
+
     def _channel(self, peer: PeerAddress) -> grpc.Channel:
-        creds = channel_credentials(*self._tls, genesis_node_pems(self.genesis))
+        creds = channel_credentials(*self._tls, genesis_node_pems(self.memberships.current()))
         size = self.config.limits.max_message_bytes + PEER_MESSAGE_HEADROOM
         return grpc.secure_channel(peer.address, creds, channel_options(peer.server_name, size))
 
@@ -120,7 +183,7 @@ class Node:
         assert self.key is not None
         c = self.config.consensus
         app = LedgerApp(
-            self.ledger, self.mempool, self.network, self.key.verifier.key_hash,
+            self.ledger, self.mempool, self.network, self._proposer_key_hash,
             BlockPolicy(c.max_block_records, c.max_block_bytes,
                         idle_block_interval_ms=0 if c.create_empty_blocks
                         else c.timeout_propose_ms // 2,
@@ -133,11 +196,11 @@ class Node:
             timeout_prevote_ms=c.timeout_prevote_ms, timeout_precommit_ms=c.timeout_precommit_ms,
             timeout_delta_ms=c.timeout_delta_ms,
         )
-        peer_of = {v.key.public_key: v.agency for v in self.genesis.validators if v.agency}
         return ConsensusDriver(
-            config=consensus, validators=self.validators, key=self.key, app=app,
+            config=consensus, validators=self.memberships, keys=self.keys, app=app,
             ledger=self.ledger, peers=self.peers, checkpoints=self.checkpoints, board=self.board,
-            peer_of_validator=peer_of, metrics=self.metrics, log=self.log,
+            peer_of_validator=_peer_of_validator(self.memberships.current()),
+            metrics=self.metrics, log=self.log,
             on_failure=self._storage_failed,
         )
 
@@ -180,7 +243,7 @@ class Node:
             reflection.SERVICE_NAME,
         )
         reflection.enable_server_reflection(names, server)
-        creds = server_credentials(*self._tls, genesis_all_pems(self.genesis))
+        creds = dynamic_server_credentials(*self._tls, self._server_pems)
         port = server.add_secure_port(self.config.node.listen, creds)
         if port == 0:
             raise LedgerError(f"cannot listen on {self.config.node.listen}")
@@ -201,6 +264,7 @@ class Node:
 
     def start(self) -> None:
         self.server.start()
+        self._started = True
         self.peers.start()
         if self.config.metrics.enabled:
             self.metrics.serve(self.config.metrics.listen)
@@ -276,10 +340,20 @@ class Node:
             self.peers.broadcast(msg, bulk=True)
 
     def _hello_loop(self) -> None:
-        """Tell peers our height now and then, so a node that fell behind notices."""
+        """Tell peers our height now and then, so a node that fell behind notices.
+
+        A validator whose key is in no set yet (it waits to be added) hears from nobody:
+        the validators dial only each other. It pulls blocks from its configured peers
+        instead, one peer every ``FOLLOWER_PULL_S``, so it is caught up when it joins."""
+        turn = 0
         while not self._stopped.wait(1.0):
             hello = node_pb2.Hello(node=self.name, height=self.ledger.head.height)
             self.peers.broadcast(node_pb2.PeerMessage(hello=hello))
+            turn += 1
+            driver, names = self.driver, list(self.peers.links)
+            if (driver is not None and not driver.tm.voting and names
+                    and turn % FOLLOWER_PULL_S == 0):
+                self.sync.trigger(names[(turn // FOLLOWER_PULL_S) % len(names)])
 
     def on_peer_message(self, sender: str, message: node_pb2.PeerMessage) -> None:
         """Check and dispatch one message from a peer; a bad one is logged and dropped."""
@@ -310,11 +384,15 @@ class Node:
             return  # an observer takes no part in consensus
         elif kind == "proposal":
             proposal = Proposal.from_bytes(message.proposal.proposal)
-            verify_message(proposal, self.validators, self.chain_id)
+            verify_message(proposal, self.memberships.validator_set(proposal.height),
+                           self.chain_id)
             driver.on_proposal(proposal, message.proposal.block)
         elif kind == "vote":
             vote = Vote.from_bytes(message.vote)
-            verify_message(vote, self.validators, self.chain_id)
+            # The set of the vote's height; for a height whose set is not known yet (after
+            # a block not decided here), the latest known one: the state machine checks
+            # buffered messages again against their height's set when it gets there.
+            verify_message(vote, self.memberships.validator_set(vote.height), self.chain_id)
             driver.on_vote(vote)
         elif kind == "block_request":
             req = message.block_request
@@ -332,13 +410,15 @@ class Node:
 
     def _on_commit(self, sender: str, commit: node_pb2.CommittedBlock) -> None:
         cert = CommitCertificate.from_bytes(commit.certificate)
-        check_certificate(cert, self.validators, self.chain_id)
         head = self.ledger.head.height
         if cert.height <= head:
             return
         if cert.height > head + 1 or self.driver is None:
+            # The set of a height further ahead may not be known here yet: the catch-up
+            # checks each block's certificate with its own height's set.
             self.sync.trigger(sender)
             return
+        check_certificate(cert, self.memberships.validator_set(cert.height), self.chain_id)
         block = Block.from_bytes(commit.block, self.limits)
         if block.hash != cert.block_id:
             raise LedgerError("committed block does not match its certificate")
@@ -363,3 +443,8 @@ class Node:
 
     def wait_height(self, height: int, timeout: float) -> bool:
         return self.board.wait_height(height, timeout)
+
+
+def _peer_of_validator(membership: Membership) -> dict[bytes, str]:
+    """Validator key -> the agency (peer link name) of the node holding it."""
+    return {v.key.public_key: v.agency for v in membership.validators if v.agency}

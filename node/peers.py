@@ -140,6 +140,26 @@ class PeerNetwork:
 
     def __init__(self, links: Sequence[PeerLink]) -> None:
         self.links = {link.peer.name: link for link in links}
+        """Replaced, never mutated, when links come and go (readers iterate a snapshot)."""
+        self._change = threading.Lock()
+
+    def add(self, link: PeerLink, start: bool) -> None:
+        """A new peer (a validator that joined by governance); ``start`` it if we run."""
+        with self._change:
+            if link.peer.name in self.links:
+                return
+            self.links = {**self.links, link.peer.name: link}
+        if start:
+            link.start()
+
+    def remove(self, name: str) -> None:
+        """Close the link to a peer that left the validator set."""
+        with self._change:
+            link = self.links.get(name)
+            if link is None:
+                return
+            self.links = {n: lk for n, lk in self.links.items() if n != name}
+        link.stop()
 
     def start(self) -> None:
         for link in self.links.values():

@@ -3,7 +3,7 @@
 ``PrivacyClient`` wraps a verifying ``LedgerClient`` of one agency:
 - ``share`` commits a sharing event (subject as a keyed pseudonym, payload as a salted
   commitment) and keeps the opening (salt + payload) in the agency's own files;
-- ``deliver`` seals salt + payload to the recipient agency's box key from the genesis and
+- ``deliver`` seals salt + payload to the recipient agency's box key (membership in force) and
   hands it to the recipient's node; ``fetch`` opens a delivery and checks it against the
   on-ledger commitment of the verified, receipted event; ``erase`` deletes it at the node
   and in the local files (crypto-shredding: the commitment becomes unlinkable);
@@ -203,7 +203,7 @@ class PrivacyClient:
         content = DeliveryContent(event_id, salt, payload)
         check_against_event(content, event.record)  # never send what the ledger disowns
         recipient = event.record.body.sharing_event.recipient
-        sealed = seal(content, recipient_box_key(self.client.genesis, recipient))
+        sealed = seal(content, recipient_box_key(self.client.membership(), recipient))
         request = node_pb2.DeliverRequest(event_id=event_id, sealed=sealed)
         return int(self._call(self._stub.Deliver, request).event_index)
 

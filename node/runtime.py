@@ -14,7 +14,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,13 +41,13 @@ from consensus.events import (
 )
 from consensus.messages import Proposal, Vote
 from consensus.tendermint import Tendermint
-from consensus.validators import ValidatorSet
 from ledger.errors import LedgerError, StorageError
 from ledger.keys import SigningKey
 from ledger.ledger_store import Ledger
 from node.app import LedgerApp
 from node.checkpoints import CheckpointCollector
 from node.commits import CommitBoard
+from node.memberships import NodeMemberships
 from node.metrics import Metrics
 from node.peers import PeerNetwork
 from proto import node_pb2
@@ -75,8 +75,8 @@ class ConsensusDriver:
         self,
         *,
         config: ConsensusConfig,
-        validators: ValidatorSet,
-        key: SigningKey,
+        validators: NodeMemberships,
+        keys: Sequence[SigningKey],
         app: LedgerApp,
         ledger: Ledger,
         peers: PeerNetwork,
@@ -88,8 +88,8 @@ class ConsensusDriver:
         on_failure: Callable[[StorageError], None] | None = None,
     ) -> None:
         self.config = config
-        self.validators = validators
-        self.key = key
+        self.memberships = validators
+        self.keys = list(keys)
         self.app = app
         self.ledger = ledger
         self.peers = peers
@@ -117,8 +117,10 @@ class ConsensusDriver:
         if safety is not None and safety.height != height:
             safety = None  # signed only at heights already decided: nothing to resume
         self.app.reset_tip()
+        self.memberships.refresh()
         self._timers.clear()
-        return Tendermint(self.config, self.validators, Ed25519Signer(self.key.seed), self.app,
+        signers = [Ed25519Signer(k.seed) for k in self.keys]
+        return Tendermint(self.config, self.memberships.validator_set, signers, self.app,
                           height, safety)
 
     def _load_safety(self) -> SafetyState | None:
@@ -282,6 +284,7 @@ class ConsensusDriver:
         if self.app.staged(action.height) is None:  # not staged by the decided() hook
             self.app.decided(action.height, action.block_id, action.block)
         block, ids, _, _ = self.app.commit_staged(action.height, action.certificate.to_bytes())
+        self.memberships.refresh()
         self.board.committed(block, self.ledger.head.tree_size, ids)
         self.metrics.block_committed(block, time.perf_counter() - started)
         self.checkpoints.sign_and_share(block.header.tree_size)

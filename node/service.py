@@ -51,11 +51,12 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
 
 
 def authenticate(context: grpc.ServicerContext, node: Node) -> Identity:
-    """The caller's genesis identity, or UNAUTHENTICATED (shared by every servicer)."""
+    """The caller's pinned identity (membership in force), or UNAUTHENTICATED (shared by
+    every servicer)."""
     identity = peer_identity(context, node.pins)
     if identity is None:
         _abort(context, grpc.StatusCode.UNAUTHENTICATED,
-               "client certificate is not pinned in this network's genesis")
+               "client certificate is not pinned in this network's membership")
     return identity
 
 
@@ -376,6 +377,42 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
                  if not request.agency
                  or request.agency in (state.agreement.provider, state.agreement.recipient)]
         return node_pb2.ListAgreementsResponse(agreements=infos, height=height, time_ms=now)
+
+
+    def GetGovernance(self, request: node_pb2.GovernanceRequest,
+                      context: grpc.ServicerContext) -> node_pb2.GovernanceResponse:
+        self._identity(context)  # auditors too
+        book = self.node.policy.governance
+        height, state = book.height, book.state  # immutable: one consistent snapshot
+        current = state.current
+        transitions = [node_pb2.TransitionInfo(
+            number=t.number, from_height=t.from_height, tree_size=t.tree_size,
+            membership=t.membership.to_bytes(), proposal_id=t.proposal_id,
+            approval_ids=list(t.approval_ids), approvers=list(t.approvers), summary=t.summary,
+        ) for t in state.transitions]
+        pending = [node_pb2.ProposalInfo(
+            proposal_id=p.proposal_id, author=p.author, membership=p.membership.to_bytes(),
+            base=p.base, expires_ms=p.expires_ms, summary=p.summary,
+            approvers=list(p.approvers), approvals_needed=current.approvals,
+        ) for _, p in sorted(state.pending.items())]
+        return node_pb2.GovernanceResponse(
+            membership=current.to_bytes(), membership_hash=current.hash,
+            transitions=transitions, pending=pending, height=height,
+        )
+
+
+    def GetMembershipChain(self, request: node_pb2.MembershipChainRequest,
+                           context: grpc.ServicerContext) -> node_pb2.MembershipChainResponse:
+        self._identity(context)
+        from ledger.membership_chain import build_chain
+
+        book = self.node.policy.governance
+        height, state = book.height, book.state
+        try:
+            chain = build_chain(self.node.ledger, self.node.network, state.transitions)
+        except LedgerError as exc:  # e.g. T_i's checkpoint not final yet: retry shortly
+            _abort(context, grpc.StatusCode.UNAVAILABLE, f"membership chain: {exc}")
+        return node_pb2.MembershipChainResponse(chain=chain, height=height)
 
 
 def _agreement_info(state: AgreementState, now_ms: int) -> node_pb2.AgreementInfo:

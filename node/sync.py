@@ -2,7 +2,8 @@
 
 A validator that was down or joins late, and every observer, streams blocks with their
 commit certificates from a peer (``Peer.GetBlocks``). Each block is checked before it is
-applied: the certificate must carry precommits of a quorum of the genesis validators for
+applied: the certificate must carry precommits of a quorum of the validators of the
+block's height (the membership in force there, which governance may have changed) for
 exactly this block, every record's signature must verify, and the block must extend the
 local chain with a tree root that matches its records (``Ledger.commit_block``).
 A peer that serves anything else is dropped and another one is tried.
@@ -142,10 +143,20 @@ class BlockSync:
         node = self.node
         block = Block.from_bytes(committed.block, node.limits)
         cert = CommitCertificate.from_bytes(committed.certificate)
-        check_certificate(cert, node.validators, node.chain_id)
         if cert.height != block.header.height or cert.block_id != block.hash:
             raise VerificationError("certificate does not name this block")
-        checked = node.mempool.verify_for_block(block.envelopes, check_signatures)
+        if block.header.height <= node.ledger.head.height:
+            return  # consensus got there first
+        if block.header.height > node.ledger.head.height + 1:
+            raise VerificationError(f"peer sent block {block.header.height}, expected "
+                                    f"{node.ledger.head.height + 1}")
+        # Blocks apply in order, so the membership of this height is known (committed).
+        membership = node.memberships.at(block.header.height)
+        check_certificate(cert, node.memberships.validator_set(block.header.height),
+                          node.chain_id)
+        keyring = None if membership.hash == node.memberships.current().hash else (
+            membership.keyring())
+        checked = node.mempool.verify_for_block(block.envelopes, check_signatures, keyring)
         ids = [rid for _, rid in checked]
 
         def commit() -> None:
@@ -155,10 +166,12 @@ class BlockSync:
             # The policy state is derived from the records themselves (state sync skips
             # only their signatures), in the same transaction as the block.
             policy = node.policy.changes_for(block.header.height, block.envelopes,
-                                             block.header.time_ms)
+                                             block.header.time_ms,
+                                             tree_size=block.header.tree_size)
             node.ledger.commit_block(block, committed.certificate, record_ids=ids,
                                      leaf_hashes=[leaf for leaf, _ in checked], policy=policy)
             node.policy.absorb(policy)
+            node.memberships.refresh()
             node.mempool.remove(ids, [leaf for leaf, _ in checked])
             node.board.committed(block, node.ledger.head.tree_size, ids)
             node.metrics.block_committed(block, time.perf_counter() - started)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import grpc
 from cryptography import x509
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ledger.errors import FormatError, UsageError
-from ledger.genesis import Genesis
+from ledger.genesis import Agency
 
 Role = Literal["node", "client", "auditor"]
 CertKind = Literal["node", "client"]
@@ -58,6 +58,13 @@ class Identity:
     def is_node(self) -> bool:
         """True for a node's certificate (also an auditor's observer node)."""
         return self.kind == "node" or self.role == "node"
+
+
+class HasAgencies(Protocol):
+    """A genesis or a membership (ledger/membership.py): both pin certificates per agency."""
+
+    @property
+    def agencies(self) -> tuple[Agency, ...]: ...
 
 
 def node_name(agency: str) -> str:
@@ -179,6 +186,31 @@ def server_credentials(
     )
 
 
+def dynamic_server_credentials(
+    cert_pem: bytes, key_pem: bytes, trusted_pems: Callable[[], Iterable[bytes | str]]
+) -> grpc.ServerCredentials:
+    """``server_credentials`` whose pinned client certificates follow governance: gRPC asks
+    ``trusted_pems`` at each new handshake, so a newly pinned agency's node or client is
+    accepted and a removed one refused without a restart. (Connections already open stay
+    open; the application-level checks, ``peer_identity`` against the current pins, refuse
+    their calls.)"""
+    state = {"bundle": _nonempty_bundle(trusted_pems())}
+
+    def config(bundle: bytes) -> Any:
+        return grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], bundle)
+
+    def fetch() -> Any:
+        bundle = _nonempty_bundle(trusted_pems())
+        if bundle == state["bundle"]:
+            return None  # unchanged: gRPC keeps the current configuration
+        state["bundle"] = bundle
+        return config(bundle)
+
+    return grpc.dynamic_ssl_server_credentials(
+        config(state["bundle"]), fetch, require_client_authentication=True
+    )
+
+
 def channel_credentials(
     cert_pem: bytes, key_pem: bytes, trusted_pems: Iterable[bytes | str]
 ) -> grpc.ChannelCredentials:
@@ -241,8 +273,9 @@ def _peer_fingerprint(cert_pem: bytes) -> bytes | None:
         return None
 
 
-def pins_from_genesis(genesis: Genesis) -> dict[bytes, Identity]:
-    """Fingerprint -> Identity for every node and client certificate in the genesis."""
+def pins_from_genesis(genesis: HasAgencies) -> dict[bytes, Identity]:
+    """Fingerprint -> Identity for every node and client certificate in the genesis (or
+    a later membership adopted by governance)."""
     pins: dict[bytes, Identity] = {}
     for agency in genesis.agencies:
         kinds: tuple[tuple[CertKind, tuple[str, ...]], ...] = (
@@ -265,12 +298,12 @@ def _add_pin(pins: dict[bytes, Identity], fp: bytes, identity: Identity) -> None
     pins[fp] = identity
 
 
-def genesis_node_pems(genesis: Genesis) -> list[bytes]:
+def genesis_node_pems(genesis: HasAgencies) -> list[bytes]:
     """Every node certificate in the genesis (what a client or a peer trusts as server)."""
     return [pem.encode("ascii") for a in genesis.agencies for pem in a.node_certs]
 
 
-def genesis_all_pems(genesis: Genesis) -> list[bytes]:
+def genesis_all_pems(genesis: HasAgencies) -> list[bytes]:
     """Every node and client certificate (what a node's server trusts as client)."""
     return [
         pem.encode("ascii") for a in genesis.agencies for pem in (*a.node_certs, *a.client_certs)

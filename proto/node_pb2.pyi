@@ -178,6 +178,76 @@ class ListAgreementsResponse(_message.Message):
     time_ms: int
     def __init__(self, agreements: _Optional[_Iterable[_Union[AgreementInfo, _Mapping]]] = ..., height: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
 
+class GovernanceRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProposalInfo(_message.Message):
+    __slots__ = ("proposal_id", "author", "membership", "base", "expires_ms", "summary", "approvers", "approvals_needed")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: bytes
+    author: str
+    membership: bytes
+    base: bytes
+    expires_ms: int
+    summary: str
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    approvals_needed: int
+    def __init__(self, proposal_id: _Optional[bytes] = ..., author: _Optional[str] = ..., membership: _Optional[bytes] = ..., base: _Optional[bytes] = ..., expires_ms: _Optional[int] = ..., summary: _Optional[str] = ..., approvers: _Optional[_Iterable[str]] = ..., approvals_needed: _Optional[int] = ...) -> None: ...
+
+class TransitionInfo(_message.Message):
+    __slots__ = ("number", "from_height", "tree_size", "membership", "proposal_id", "approval_ids", "approvers", "summary")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FROM_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    from_height: int
+    tree_size: int
+    membership: bytes
+    proposal_id: bytes
+    approval_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    summary: str
+    def __init__(self, number: _Optional[int] = ..., from_height: _Optional[int] = ..., tree_size: _Optional[int] = ..., membership: _Optional[bytes] = ..., proposal_id: _Optional[bytes] = ..., approval_ids: _Optional[_Iterable[bytes]] = ..., approvers: _Optional[_Iterable[str]] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class GovernanceResponse(_message.Message):
+    __slots__ = ("membership", "membership_hash", "transitions", "pending", "height")
+    MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_HASH_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    membership: bytes
+    membership_hash: bytes
+    transitions: _containers.RepeatedCompositeFieldContainer[TransitionInfo]
+    pending: _containers.RepeatedCompositeFieldContainer[ProposalInfo]
+    height: int
+    def __init__(self, membership: _Optional[bytes] = ..., membership_hash: _Optional[bytes] = ..., transitions: _Optional[_Iterable[_Union[TransitionInfo, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[ProposalInfo, _Mapping]]] = ..., height: _Optional[int] = ...) -> None: ...
+
+class MembershipChainRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MembershipChainResponse(_message.Message):
+    __slots__ = ("chain", "height")
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    chain: bytes
+    height: int
+    def __init__(self, chain: _Optional[bytes] = ..., height: _Optional[int] = ...) -> None: ...
+
 class PeerMessage(_message.Message):
     __slots__ = ("proposal", "vote", "records", "checkpoint_signature", "block_request", "block", "commit", "hello")
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]

@@ -79,6 +79,16 @@ class LedgerStub:
                 request_serializer=proto_dot_node__pb2.ListAgreementsRequest.SerializeToString,
                 response_deserializer=proto_dot_node__pb2.ListAgreementsResponse.FromString,
                 _registered_method=True)
+        self.GetGovernance = channel.unary_unary(
+                '/shadowledger.v1.Ledger/GetGovernance',
+                request_serializer=proto_dot_node__pb2.GovernanceRequest.SerializeToString,
+                response_deserializer=proto_dot_node__pb2.GovernanceResponse.FromString,
+                _registered_method=True)
+        self.GetMembershipChain = channel.unary_unary(
+                '/shadowledger.v1.Ledger/GetMembershipChain',
+                request_serializer=proto_dot_node__pb2.MembershipChainRequest.SerializeToString,
+                response_deserializer=proto_dot_node__pb2.MembershipChainResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -144,6 +154,23 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetGovernance(self, request, context):
+        """Governance on the committed ledger: the membership in force, the adoptions so far
+        and the pending proposals with their approvers (docs/GOVERNANCE.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMembershipChain(self, request, context):
+        """The membership chain file (shadowledger/membership-chain/v1): every adoption with
+        its records, inclusion proofs and the checkpoint they are proven against, so a
+        client or auditor holding only the genesis can verify later checkpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +218,16 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.ListAgreements,
                     request_deserializer=proto_dot_node__pb2.ListAgreementsRequest.FromString,
                     response_serializer=proto_dot_node__pb2.ListAgreementsResponse.SerializeToString,
+            ),
+            'GetGovernance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGovernance,
+                    request_deserializer=proto_dot_node__pb2.GovernanceRequest.FromString,
+                    response_serializer=proto_dot_node__pb2.GovernanceResponse.SerializeToString,
+            ),
+            'GetMembershipChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMembershipChain,
+                    request_deserializer=proto_dot_node__pb2.MembershipChainRequest.FromString,
+                    response_serializer=proto_dot_node__pb2.MembershipChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +473,60 @@ class Ledger:
             '/shadowledger.v1.Ledger/ListAgreements',
             proto_dot_node__pb2.ListAgreementsRequest.SerializeToString,
             proto_dot_node__pb2.ListAgreementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGovernance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shadowledger.v1.Ledger/GetGovernance',
+            proto_dot_node__pb2.GovernanceRequest.SerializeToString,
+            proto_dot_node__pb2.GovernanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMembershipChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shadowledger.v1.Ledger/GetMembershipChain',
+            proto_dot_node__pb2.MembershipChainRequest.SerializeToString,
+            proto_dot_node__pb2.MembershipChainResponse.FromString,
             options,
             channel_credentials,
             insecure,

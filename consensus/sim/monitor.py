@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from consensus.certificate import CommitCertificate, check_certificate
 from consensus.crypto import signature_is_valid, signer_of
 from consensus.evidence import Equivocation, verify_evidence
@@ -47,7 +49,8 @@ class Monitor:
     and evidence that always verifies and never accuses an honest validator."""
 
     def __init__(
-        self, validators: ValidatorSet, chain_id: bytes, honest: set[bytes], cache: SignatureCache
+        self, validators: Callable[[int], ValidatorSet], chain_id: bytes, honest: set[bytes],
+        cache: SignatureCache,
     ) -> None:
         self._vals, self._chain, self._honest, self._cache = validators, chain_id, honest, cache
         self.decided: dict[int, bytes] = {}
@@ -62,6 +65,9 @@ class Monitor:
             raise InvariantViolation(
                 "persist-before-release", f"{position} released, durable position {persisted}"
             )
+        if signer_of(message) not in self._vals(message.height):
+            detail = f"{position} signed by a node outside that height's validator set"
+            raise InvariantViolation("non-member-signed", detail)
         slot = (signer_of(message), *position)
         earlier = self._signed.setdefault(slot, message.sign_bytes())
         if earlier != message.sign_bytes():
@@ -72,7 +78,7 @@ class Monitor:
         self, node: int, height: int, block_id: bytes, block: bytes, cert: CommitCertificate
     ) -> None:
         try:
-            check_certificate(cert, self._vals, self._chain, self._cache)
+            check_certificate(cert, self._vals(height), self._chain, self._cache)
         except VerificationError as exc:
             raise InvariantViolation("certificate", f"node {node} h={height}: {exc}") from exc
         if (cert.height, cert.block_id) != (height, block_id):
@@ -89,7 +95,7 @@ class Monitor:
 
     def on_evidence(self, node: int, evidence: Equivocation) -> None:
         try:
-            verify_evidence(evidence, self._vals, self._chain)
+            verify_evidence(evidence, self._vals(evidence.height), self._chain)
         except VerificationError as exc:
             detail = f"node {node} reported bad evidence: {exc}"
             raise InvariantViolation("evidence", detail) from exc

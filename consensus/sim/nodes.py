@@ -38,11 +38,12 @@ from consensus.sim.world import (
     Network,
     ProposalMsg,
     Scheduler,
+    SetSchedule,
+    SyncRequestMsg,
     VoteMsg,
     WireMsg,
 )
 from consensus.tendermint import Tendermint
-from consensus.validators import ValidatorSet
 from ledger.errors import VerificationError
 
 
@@ -58,7 +59,7 @@ class Behavior(enum.Enum):
 @dataclass
 class SimContext:
     config: ConsensusConfig
-    validators: ValidatorSet
+    validators: SetSchedule
     keys: list[bytes]
     network: Network
     scheduler: Scheduler
@@ -81,6 +82,7 @@ class SimNode:
         self.crash_after: int | None = None
         self._history: list[WireMsg] = []
         self._seen_ids: dict[int, list[bytes]] = {}
+        self._sync_asked: dict[int, int] = {}
 
     @property
     def honest(self) -> bool:
@@ -125,23 +127,46 @@ class SimNode:
         ctx, now = self.ctx, self.ctx.scheduler.now
         try:
             if isinstance(msg, VoteMsg):
-                verify_message(msg.vote, ctx.validators, ctx.config.chain_id, ctx.cache)
+                vals = ctx.validators(msg.vote.height)
+                verify_message(msg.vote, vals, ctx.config.chain_id, ctx.cache)
+                self._follow(msg.vote.height, msg.vote.validator, machine)
                 return VoteReceived(msg.vote, now)
             if isinstance(msg, ProposalMsg):
-                verify_message(msg.proposal, ctx.validators, ctx.config.chain_id, ctx.cache)
+                vals = ctx.validators(msg.proposal.height)
+                verify_message(msg.proposal, vals, ctx.config.chain_id, ctx.cache)
+                self._follow(msg.proposal.height, msg.proposal.proposer, machine)
                 self._seen_ids.setdefault(msg.proposal.height, []).append(msg.proposal.block_id)
                 return ProposalReceived(msg.proposal, msg.block, now)
             if isinstance(msg, CommitMsg):
                 if msg.certificate.height != machine.height:
                     return None
-                check_certificate(msg.certificate, ctx.validators, ctx.config.chain_id, ctx.cache)
+                vals = ctx.validators(msg.certificate.height)
+                check_certificate(msg.certificate, vals, ctx.config.chain_id, ctx.cache)
                 return CommitReceived(msg.certificate, msg.block, now)
         except VerificationError:
             return None  # a peer's fault: drop it, as a node would
         if isinstance(msg, BlockResponseMsg):
             return BlockReceived(msg.height, msg.block_id, msg.block, now)
+        if isinstance(msg, SyncRequestMsg):
+            stored = self.ledger.get(msg.height)
+            if stored is not None:
+                reply = CommitMsg(stored[1], stored[0])
+                self.ctx.network.send(self.index, msg.requester, reply)
+            return None
         self._answer_block_request(msg, machine)
         return None
+
+    def _follow(self, height: int, sender: bytes, machine: Tendermint) -> None:
+        """A follower hearing a higher height asks that peer for the commit it lacks (at
+        most once per retry interval and height)."""
+        if machine.voting or height <= machine.height:
+            return
+        now, last = self.ctx.scheduler.now, self._sync_asked.get(machine.height)
+        if last is not None and now - last < self.ctx.config.retry_interval_ms:
+            return
+        self._sync_asked[machine.height] = now
+        peer = self.ctx.keys.index(sender)
+        self.ctx.network.send(self.index, peer, SyncRequestMsg(self.index, machine.height))
 
     def _answer_block_request(self, msg: BlockRequestMsg, machine: Tendermint) -> None:
         block = machine.known_block(msg.block_id) if msg.height == machine.height else None

@@ -11,7 +11,15 @@ from consensus.events import ConsensusConfig
 from consensus.sim.monitor import InvariantViolation, Monitor, SignatureCache
 from consensus.sim.nodes import Behavior, SimContext, SimNode
 from consensus.sim.scenario import Scenario, make_scenario
-from consensus.sim.world import Deliver, Fault, Fire, LinkConditions, Network, Scheduler
+from consensus.sim.world import (
+    Deliver,
+    Fault,
+    Fire,
+    LinkConditions,
+    Network,
+    Scheduler,
+    SetSchedule,
+)
 from consensus.validators import Validator, ValidatorSet
 
 CHAIN_ID = b"shadowledger-sim"
@@ -56,17 +64,22 @@ class Simulation:
         rng = random.Random(scenario.seed ^ 0x5EED)
         signers = [Ed25519Signer(validator_seed(scenario.seed, i)) for i in range(scenario.n)]
         keys = [s.public_key for s in signers]
-        validators = ValidatorSet(
-            tuple(Validator(k, p) for k, p in zip(keys, scenario.powers, strict=True))
-        )
+        validators = ValidatorSet(tuple(
+            Validator(k, p) for k, p in zip(keys, scenario.powers, strict=True) if p > 0
+        ))
+        changes = [
+            (height, ValidatorSet.equal(keys[i] for i in members))
+            for height, members in scenario.set_changes
+        ]
         honest = {keys[i] for i in range(scenario.n) if i not in scenario.byzantine}
         self.scheduler = Scheduler()
         self.network = Network(self.scheduler, rng, scenario.n)
         self.network.conditions = scenario.chaos_link
         cache = SignatureCache()
-        monitor = Monitor(validators, config.chain_id, honest, cache)
+        schedule = SetSchedule(validators, changes)
+        monitor = Monitor(schedule, config.chain_id, honest, cache)
         self.ctx = SimContext(
-            config, validators, keys, self.network, self.scheduler, monitor, cache, rng
+            config, schedule, keys, self.network, self.scheduler, monitor, cache, rng
         )
         self.nodes = [
             SimNode(i, signers[i], scenario.byzantine.get(i, Behavior.HONEST), self.ctx)
@@ -128,7 +141,8 @@ class Simulation:
         self.network.conditions = self.scenario.calm_link
         for node in self.nodes:
             _restart(node)
-        self.target = max(node.height for node in self.honest) + self.scenario.extra_heights
+        self.target = max(max(node.height for node in self.honest) + self.scenario.extra_heights,
+                          self.scenario.min_height)
 
 
 def _arm(node: SimNode, after_actions: int) -> None:

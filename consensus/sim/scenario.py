@@ -50,6 +50,12 @@ class Scenario:
     liveness_ms: int = 60_000
     """After healing, every honest node must commit ``extra_heights`` more within this."""
     extra_heights: int = 2
+    set_changes: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    """Validator-set changes (governance): (from height, member node indices, power 1
+    each). Before the first, the set is every node with ``powers``. A node outside a
+    height's set follows it without voting."""
+    min_height: int = 0
+    """Every honest node must also reach this height (past the last set change)."""
 
     def describe(self) -> str:
         roles = ",".join(f"{i}:{b.value}" for i, b in sorted(self.byzantine.items())) or "none"
@@ -60,7 +66,7 @@ class Scenario:
         )
 
 
-PROFILES = ("mixed", "split-brain")
+PROFILES = ("mixed", "split-brain", "membership")
 
 
 def make_scenario(seed: int, n: int | None = None, profile: str = "mixed") -> Scenario:
@@ -72,6 +78,8 @@ def make_scenario(seed: int, n: int | None = None, profile: str = "mixed") -> Sc
     """
     if profile == "split-brain":
         return _split_brain(seed)
+    if profile == "membership":
+        return _membership(seed)
     if profile != "mixed":
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     rng = random.Random(seed)
@@ -140,4 +148,35 @@ def _split_brain(seed: int) -> Scenario:
         calm_link=LinkConditions(1, 20, 0.0, 0.0),
         partitions=tuple(_partition(rng, 4, chaos_ms) for _ in range(40)),
         crashes=(),
+    )
+
+
+def _membership(seed: int) -> Scenario:
+    """Six nodes, four validators at first; the set grows to five (node 4 joins), then
+    swaps node 0 for node 5, then shrinks to four (node 1 leaves), at drawn heights, under
+    the mixed profile's link faults, partitions and crashes. At most one Byzantine node,
+    among those in every set."""
+    rng = random.Random(seed)
+    n = 6
+    first = rng.randint(2, 4)
+    second = first + rng.randint(1, 3)
+    third = second + rng.randint(1, 3)
+    changes = ((first, (0, 1, 2, 3, 4)), (second, (1, 2, 3, 4, 5)), (third, (2, 3, 4, 5)))
+    initial = (0, 1, 2, 3)
+    byzantine = ({rng.choice((2, 3)): rng.choice(BYZANTINE_ROLES)}
+                 if rng.random() < 0.5 else {})
+    chaos_ms = rng.randint(300, 3000)
+    honest = [i for i in range(n) if i not in byzantine]
+    return Scenario(
+        seed=seed,
+        n=n,
+        powers=tuple(1 if i in initial else 0 for i in range(n)),
+        byzantine=byzantine,
+        chaos_ms=chaos_ms,
+        chaos_link=_chaos_link(rng),
+        calm_link=LinkConditions(1, rng.randint(5, 50), 0.0, 0.0),
+        partitions=tuple(_partition(rng, n, chaos_ms) for _ in range(rng.randint(0, 2))),
+        crashes=tuple(_crash(rng, honest, chaos_ms) for _ in range(rng.randint(0, 2))),
+        set_changes=changes,
+        min_height=third + 2,
     )

@@ -10,6 +10,28 @@ from dataclasses import dataclass
 from consensus.certificate import CommitCertificate
 from consensus.events import Timeout
 from consensus.messages import Proposal, Vote
+from consensus.validators import ValidatorSet
+
+
+class SetSchedule:
+    """The validator set of each height: ``initial``, then each (from height, set) change
+    (governance in the simulator: known to every node in advance, as a committed
+    adoption is). Callable as ``consensus.tendermint.ValidatorsAt``."""
+
+    def __init__(self, initial: ValidatorSet,
+                 changes: list[tuple[int, ValidatorSet]] | None = None) -> None:
+        self.initial = initial
+        self.changes = sorted(changes or [], key=lambda c: c[0])
+
+    def __call__(self, height: int) -> ValidatorSet:
+        current = self.initial
+        for start, vals in self.changes:
+            if height >= start:
+                current = vals
+        return current
+
+    def ever(self, public_key: bytes) -> bool:
+        return public_key in self.initial or any(public_key in v for _, v in self.changes)
 
 # ---- what travels between simulated nodes -----------------------------------------------
 
@@ -32,6 +54,16 @@ class CommitMsg:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncRequestMsg:
+    """A follower that heard a higher height asks a peer for its commit at ``height``
+    (stand-in for a node's block download: a follower never speaks in consensus, so no
+    peer would otherwise notice it fell behind)."""
+
+    requester: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRequestMsg:
     requester: int
     height: int
@@ -45,7 +77,8 @@ class BlockResponseMsg:
     block: bytes
 
 
-WireMsg = ProposalMsg | VoteMsg | CommitMsg | BlockRequestMsg | BlockResponseMsg
+WireMsg = (ProposalMsg | VoteMsg | CommitMsg | BlockRequestMsg | BlockResponseMsg
+           | SyncRequestMsg)
 
 
 @dataclass(frozen=True, slots=True)

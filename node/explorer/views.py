@@ -1,6 +1,10 @@
 """The explorer's answers, as JSON-ready dicts: one method per page or endpoint.
 
-Pure reads over a ``LedgerReader`` and the genesis (which names the signers). Every
+Pure reads over a ``LedgerReader`` and the genesis (which names the first signers). Once
+governance changed the membership, checkpoints, commit certificates and record signatures
+are checked with the membership in force (for the checkpoint's size, the block's height,
+the record's index), replayed from the ledger's governance records (``LedgerStats``), and
+``/api/membership`` lists the transitions. Every
 parameter comes from an untrusted URL, so each is bounded here, and a bad one raises
 ``FormatError`` (HTTP 400) or ``NotFound`` (HTTP 404) with a message saying what was wrong.
 Byte fields are shown as hex; integers beyond what JavaScript holds exactly as strings.
@@ -21,9 +25,12 @@ from consensus.certificate import CommitCertificate, certificate_quorum
 from consensus.validators import Validator as ConsensusValidator
 from consensus.validators import ValidatorSet
 from ledger.blocks import Block
-from ledger.checkpoint import check_checkpoint
-from ledger.errors import FormatError, LedgerError, VerificationError
+from ledger.checkpoint import Checkpoint, check_checkpoint
+from ledger.errors import FormatError, LedgerError, UsageError, VerificationError
 from ledger.genesis import Genesis, genesis_hash
+from ledger.governance import GovernanceState, Transition
+from ledger.membership import Membership
+from ledger.membership_chain import build_chain
 from ledger.note import Note
 from ledger.records import Envelope, decode_body, verify_envelope
 from node.explorer.source import LedgerReader
@@ -98,30 +105,124 @@ class Explorer:
         self.genesis: Genesis = Genesis.from_bytes(genesis_bytes)
         self.chain_id = genesis_hash(genesis_bytes)
         self.keyring = self.genesis.keyring()
-        self.stats = LedgerStats()
-        g = self.genesis
-        self._validator_names = {v.key.key_hash: v.agency or v.key.name for v in g.validators}
-        self._validator_by_pub = {v.key.public_key: v.agency or v.key.name for v in g.validators}
-        self._validators = ValidatorSet(tuple(
-            ConsensusValidator(v.key.public_key, v.power) for v in g.validators
-        ))
+        self.stats = LedgerStats(governance=GovernanceState(Membership.from_genesis(
+            self.genesis)))
+        self._validator_names: dict[bytes, str] = {}
+        self._validator_by_pub: dict[bytes, str] = {}
+        self._record_keys: dict[bytes, str] = {}
+        self._named = 0  # memberships whose names are in the maps above
+        self._sets: dict[int, ValidatorSet] = {}
+        self._name_members()
         self._header_at = lru_cache(maxsize=HEADER_CACHE)(self._read_header_view)
+
+    # --- memberships ---------------------------------------------------------------------
+
+    def _governance(self) -> GovernanceState:
+        """The memberships after every committed block (scanning new blocks first)."""
+        self.stats.update(self.reader)
+        state = self.stats.governance
+        assert state is not None
+        self._name_members(state)
+        return state
+
+    def _name_members(self, state: GovernanceState | None = None) -> None:
+        """Names of every validator and record key any membership so far had."""
+        memberships = ([Membership.from_genesis(self.genesis)] if state is None else
+                       [state.membership(n) for n in range(len(state.transitions) + 1)])
+        for m in memberships[self._named:]:
+            for v in m.validators:
+                self._validator_names.setdefault(v.key.key_hash, v.agency or v.key.name)
+                self._validator_by_pub.setdefault(v.key.public_key, v.agency or v.key.name)
+            for a in m.agencies:
+                for k in a.record_keys:
+                    self._record_keys.setdefault(k.key_hash, k.name)
+        self._named = max(self._named, len(memberships))
+
+    def _validator_set(self, state: GovernanceState, height: int) -> ValidatorSet:
+        number = sum(1 for t in state.transitions if t.from_height <= height)
+        found = self._sets.get(number)
+        if found is None:
+            found = ValidatorSet(tuple(ConsensusValidator(v.key.public_key, v.power)
+                                       for v in state.membership(number).validators))
+            self._sets[number] = found
+        return found
+
+    def membership(self) -> dict[str, Any]:
+        """The membership in force, every transition and the pending proposals."""
+        state = self._governance()
+        current = state.current
+        return {
+            "number": len(state.transitions),
+            "hash": hexify(current.hash),
+            "approvals": current.approvals,
+            "validators": [{"name": v.key.name, "agency": v.agency, "power": v.power,
+                            "key_id": hexify(v.key.key_id)} for v in current.validators],
+            "threshold": current.threshold,
+            "agencies": [{"name": a.name, "role": a.role,
+                          "record_keys": [k.name + "+" + hexify(k.key_id)
+                                          for k in a.record_keys]}
+                         for a in current.agencies],
+            "transitions": [self._transition_view(state, t) for t in state.transitions],
+            "pending": [
+                {"proposal_id": hexify(p.proposal_id), "author": p.author,
+                 "summary": p.summary, "membership": hexify(p.membership.hash),
+                 "expires_ms": js_int(p.expires_ms), "approvers": list(p.approvers),
+                 "needed": current.approvals}
+                for p in sorted(state.pending.values(), key=lambda p: p.proposal_id)],
+            "chain_url": "/api/membership/chain",
+        }
+
+    def _transition_view(self, state: GovernanceState, t: Transition) -> dict[str, Any]:
+        before, after = state.membership(t.number - 1), t.membership
+        old_v = {v.key.key_hash: v.key.name for v in before.validators}
+        new_v = {v.key.key_hash: v.key.name for v in after.validators}
+        old_k = {k.key_hash: f"{k.name}+{hexify(k.key_id)}"
+                 for a in before.agencies for k in a.record_keys}
+        new_k = {k.key_hash: f"{k.name}+{hexify(k.key_id)}"
+                 for a in after.agencies for k in a.record_keys}
+        return {
+            "number": t.number, "height": t.from_height - 1, "from_height": t.from_height,
+            "tree_size": t.tree_size, "membership": hexify(after.hash),
+            "summary": t.summary, "approvers": list(t.approvers),
+            "proposal_id": hexify(t.proposal_id),
+            "proposal_index": self.reader.index_of(t.proposal_id),
+            "validators_added": sorted(new_v[h] for h in new_v.keys() - old_v.keys()),
+            "validators_removed": sorted(old_v[h] for h in old_v.keys() - new_v.keys()),
+            "record_keys_added": sorted(new_k[h] for h in new_k.keys() - old_k.keys()),
+            "record_keys_removed": sorted(old_k[h] for h in old_k.keys() - new_k.keys()),
+        }
+
+    def membership_chain(self) -> bytes:
+        """The membership chain (docs/GOVERNANCE.md) of the transitions up to the latest
+        checkpoint: with a receipt from this explorer, what verify-receipt --chain needs."""
+        state = self._governance()
+        latest = self.reader.latest_checkpoint()
+        size = 0 if latest is None else latest[0]
+        within = [t for t in state.transitions if t.tree_size <= size]
+        try:
+            return build_chain(self.reader, self.genesis.network, within)
+        except UsageError as exc:
+            raise NotFound(f"the membership chain cannot be built: {exc}") from exc
 
     # --- overview ----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        """The head and the membership in force (the genesis's until governance changed it)."""
+        state = self._governance()
         head = self.reader.head
+        current = state.current
         return {
             "network": self.genesis.network,
             "height": head.height,
             "tree_size": head.tree_size,
             "head_hash": hexify(head.hash),
+            "membership": len(state.transitions),
             "validators": [
                 {"name": v.key.name, "agency": v.agency, "power": v.power}
-                for v in self.genesis.validators
+                for v in current.validators
             ],
-            "threshold": self.genesis.threshold,
-            "agencies": [{"name": a.name, "role": a.role} for a in self.genesis.agencies],
+            "threshold": current.threshold,
+            "agencies": [{"name": a.name, "role": a.role} for a in current.agencies],
         }
 
     def checkpoint(self) -> dict[str, Any]:
@@ -138,12 +239,18 @@ class Explorer:
         return latest[1]
 
     def _checkpoint_view(self, note_bytes: bytes) -> dict[str, Any]:
-        g = self.genesis
-        result = check_checkpoint(note_bytes, g.validator_keys, g.threshold, origin=g.network)
+        """Checked with the validators of the membership that signs its size."""
+        state = self._governance()
+        note = Note.from_bytes(note_bytes)
+        size = Checkpoint.from_text(note.text).size
+        number = sum(1 for t in state.transitions if t.tree_size < size)
+        m = state.membership(number)
+        keys = m.validator_keys
+        result = check_checkpoint(note_bytes, keys, m.threshold, origin=self.genesis.network)
         signed = {k.key_hash for k in result.signed}
         lines = []
-        for sig in Note.from_bytes(note_bytes).signatures:
-            key = next((k for k in g.validator_keys if k.key_id == sig.key_id
+        for sig in note.signatures:
+            key = next((k for k in keys if k.key_id == sig.key_id
                         and k.name == sig.name), None)
             lines.append({
                 "name": sig.name,
@@ -157,6 +264,7 @@ class Explorer:
             "size": cp.size,
             "root": hexify(cp.root_hash),
             "final": result.verified,
+            "membership": number,
             "threshold": result.threshold,
             "signed_by": [self._validator_names[k.key_hash] for k in result.signed],
             "not_signed_by": [self._validator_names[k.key_hash] for k in result.unsigned],
@@ -168,6 +276,7 @@ class Explorer:
 
     def blocks(self, before: int | None, limit: int) -> dict[str, Any]:
         """Newest first: blocks ``before - 1`` down, at most ``limit`` of them."""
+        self._governance()  # names of validators that later memberships brought in
         head = self.reader.head.height
         if before is not None:
             _bounded("before", before, 2, JS_SAFE_INT)
@@ -200,6 +309,7 @@ class Explorer:
         if not 1 <= height <= head:
             raise NotFound(f"no block at height {height}: heights run from 1 to {head}")
         block = self.reader.block(height)
+        self._governance()
         view = self._header_view(block)
         first = block.header.tree_size - block.header.record_count
         offset = _bounded("offset", page.offset, 0, max(0, len(block.envelopes)))
@@ -209,20 +319,23 @@ class Explorer:
             self._record_summary(raw, first + offset + i) for i, raw in enumerate(window)
         ]
         view["offset"] = offset
-        view["certificate"] = self._certificate_view(self.reader.certificate(height))
+        view["certificate"] = self._certificate_view(self.reader.certificate(height), height)
         checkpoint = self.reader.checkpoint(block.header.tree_size)
         view["checkpoint"] = None if checkpoint is None else self._checkpoint_view(checkpoint)
         return view
 
-    def _certificate_view(self, raw: bytes | None) -> dict[str, Any] | None:
+    def _certificate_view(self, raw: bytes | None, height: int) -> dict[str, Any] | None:
+        """Checked with the validators of the membership in force at ``height``."""
         if not raw:
             return None
         try:
             cert = CommitCertificate.from_bytes(raw)
         except VerificationError as exc:
             return {"error": f"certificate does not parse: {exc}"}
-        quorum = certificate_quorum(cert, self._validators, self.chain_id)
+        state = self._governance()
+        quorum = certificate_quorum(cert, self._validator_set(state, height), self.chain_id)
         return {
+            "membership": sum(1 for t in state.transitions if t.from_height <= height),
             "round": cert.round,
             "block_id": hexify(cert.block_id),
             "signed_by": sorted(self._validator_by_pub.get(k, hexify(k[:4]))
@@ -253,12 +366,16 @@ class Explorer:
         env = Envelope.from_bytes(raw)
         body = decode_body(env.body)
         kind = body.WhichOneof("kind") or ""
-        try:
-            verify_envelope(env, self.keyring, self.genesis.network)
+        state = self._governance()
+        number = sum(1 for t in state.transitions if t.tree_size <= index)
+        try:  # with the record keys of the membership in force when it was committed
+            verify_envelope(env, state.membership(number).keyring(), self.genesis.network)
             signature = "valid"
         except VerificationError as exc:
             signature = f"INVALID: {exc}"
-        key = self.keyring.get(env.signer)
+            if env.signer in self._record_keys:
+                signature += f" (not a record key of membership {number}, in force here)"
+        name = self._record_keys.get(env.signer)
         return {
             "index": index,
             "height": self.height_of(index),
@@ -269,8 +386,9 @@ class Explorer:
             "network": body.network,
             "created_ms": js_int(body.created_ms),
             "nonce": hexify(body.nonce),
-            "signer": key.name if key is not None else hexify(env.signer[:4]),
+            "signer": name if name is not None else hexify(env.signer[:4]),
             "signature": signature,
+            "membership": number,
             "fields": message_fields(getattr(body, kind)) if kind else {},
             "receipt_url": f"/api/records/{index}/receipt",
             "envelope_url": f"/api/records/{index}/envelope",

@@ -24,6 +24,10 @@ class WitnessSection:
     """HTTP address of the tlog-witness API (``POST /add-checkpoint``) and ``GET /metrics``."""
     state_dir: Path = Path("state")
     """Cosigned checkpoints (``witness.sqlite``) and split-view evidence (``alarms/``)."""
+    membership_chain: Path | None = None
+    """Once governance changed the validators: the network's membership chain file
+    (``shadowledger governance chain --out``), verified from the genesis and re-read when
+    it changes; checkpoints are checked with the validators that sign their size."""
 
 
 @dataclass(frozen=True)

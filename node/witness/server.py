@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,10 +18,22 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from ledger.checkpoint import Checkpoint
+from ledger.errors import FormatError, LedgerError
 from ledger.genesis import Genesis
 from ledger.keys import ALG_COSIGNATURE_V1, SigningKey
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.witness import BAD_REQUEST, CONFLICT, Decision, LogTrust, decide, max_request_bytes
+from ledger.membership_chain import MembershipHistory, verify_chain
+from ledger.note import Note
+from ledger.witness import (
+    BAD_REQUEST,
+    CONFLICT,
+    AddCheckpoint,
+    Decision,
+    LogTrust,
+    decide,
+    max_request_bytes,
+)
 from node.config import ConfigError, read_signing_key
 from node.logging_setup import get_logger
 from node.witness.alarms import Alarms
@@ -34,20 +47,23 @@ class Witness:
     """One witness for one network: trust from its genesis, state in ``store``."""
 
     def __init__(self, trust: LogTrust, key: SigningKey, store: WitnessStore, alarms: Alarms,
-                 registry: CollectorRegistry, log: Any, limits: Limits = DEFAULT_LIMITS
-                 ) -> None:
+                 registry: CollectorRegistry, log: Any, limits: Limits = DEFAULT_LIMITS,
+                 trust_for_size: Callable[[int], LogTrust] | None = None) -> None:
+        """``trust_for_size``: the validators signing each tree size once governance
+        changed them (a membership chain); without it ``trust`` holds for every size."""
         if key.alg != ALG_COSIGNATURE_V1:
             raise ConfigError(f"witness key {key.name} must be a cosignature key (type 0x04);"
                               " create one with `shadowledger witness init`")
         self.trust, self.key, self.store, self.alarms = trust, key, store, alarms
         self.log, self.limits = log, limits
+        self.trust_for_size = trust_for_size
         self.answers = Counter("shadowledger_witness_requests", "add-checkpoint answers",
                                ["status"], registry=registry)
 
     def add_checkpoint(self, body: bytes, now: int) -> Decision:
         origin = self.trust.origin
         with self.store.exclusive() as store:
-            decision = decide(body, self.trust, store.latest(origin),
+            decision = decide(body, self._trust(body), store.latest(origin),
                               lambda size: store.seen_at(origin, size), self.key, now,
                               self.limits)
             if decision.accept is not None:
@@ -64,6 +80,54 @@ class Witness:
         return decision
 
 
+    def _trust(self, body: bytes) -> LogTrust:
+        """The quorum for the request's checkpoint size (a malformed request gets the
+        default trust: ``decide`` refuses it with the parse error)."""
+        if self.trust_for_size is None:
+            return self.trust
+        try:
+            note = AddCheckpoint.from_bytes(body, self.limits).note
+            size = Checkpoint.from_text(Note.from_bytes(note, self.limits).text,
+                                        self.limits).size
+        except FormatError:
+            return self.trust
+        return self.trust_for_size(size)
+
+
+class ChainTrust:
+    """Validator quorums per tree size from a membership chain file, re-read (and verified
+    from the genesis) whenever the file changes; a file that does not verify is ignored
+    with a warning, keeping the last good one."""
+
+    def __init__(self, genesis: Genesis, path: Path, log: Any) -> None:
+        self.genesis, self.path, self.log = genesis, path, log
+        self._stamp: tuple[int, int] | None = None
+        self._history = MembershipHistory.genesis_only(genesis)
+        self._lock = threading.Lock()
+
+    def __call__(self, size: int) -> LogTrust:
+        with self._lock:
+            self._reload()
+            m = self._history.for_size(size)
+        return LogTrust(self.genesis.network, tuple(m.validator_keys), m.threshold)
+
+    def _reload(self) -> None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self._history = verify_chain(self.path.read_bytes(), self.genesis)
+        except (OSError, LedgerError) as exc:
+            self.log.warning("membership chain refused", file=str(self.path), error=str(exc))
+            return
+        self.log.info("membership chain loaded", adoptions=len(self._history.sizes))
+
+
 def open_witness(config: WitnessConfig, registry: CollectorRegistry) -> Witness:
     genesis = Genesis.from_bytes(config.witness.genesis.read_bytes())
     trust = LogTrust(genesis.network, tuple(genesis.validator_keys), genesis.threshold)
@@ -71,7 +135,10 @@ def open_witness(config: WitnessConfig, registry: CollectorRegistry) -> Witness:
     config.witness.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = get_logger("witness").bind(witness=key.name)
     alarms = Alarms(config.alarms_dir, key.verifier.to_vkey(), registry, log)
-    return Witness(trust, key, WitnessStore(config.database), alarms, registry, log)
+    chain = config.witness.membership_chain
+    per_size = None if chain is None else ChainTrust(genesis, chain, log)
+    return Witness(trust, key, WitnessStore(config.database), alarms, registry, log,
+                   trust_for_size=per_size)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -148,7 +148,7 @@ async function latencyChart() {
 
 function checkpointCard(cp) {
   const verdict = cp.final
-    ? el("span", { class: "ok" }, `final: signed by ${cp.signed_by.length} validators (need ${cp.threshold})`)
+    ? el("span", { class: "ok" }, `final: signed by ${cp.signed_by.length} validators of membership ${cp.membership} (need ${cp.threshold})`)
     : el("span", { class: "bad" }, `NOT final: ${cp.signed_by.length} of ${cp.threshold} needed`);
   const rows = cp.signatures.map((s) => el("tr", {},
     el("td", {}, s.validator || `${s.name} (not a validator)`), mono(s.key_id),
@@ -268,6 +268,34 @@ async function agreementsPage(main, params) {
       rows, { id: "agreements" }), el("div", { class: "pager" }, next)));
 }
 
+async function membershipPage(main) {
+  const m = await getJSON("/api/membership");
+  const transitions = m.transitions.map((t) => el("tr", { "data-membership": t.number },
+    el("td", {}, String(t.number)), el("td", {}, link(`#/block/${t.height}`, String(t.height))),
+    el("td", {}, String(t.tree_size)), el("td", {}, t.summary),
+    el("td", {}, t.approvers.join(", ")),
+    el("td", {}, [...t.validators_added.map((v) => "+" + v), ...t.validators_removed.map((v) => "−" + v)].join(" ") || "—"),
+    el("td", {}, [...t.record_keys_added.map((k) => "+" + k), ...t.record_keys_removed.map((k) => "−" + k)].join(" ") || "—"),
+    el("td", {}, t.proposal_index === null ? short(t.proposal_id) : link(`#/record/${t.proposal_index}`, short(t.proposal_id)))));
+  const pending = m.pending.map((p) => el("tr", {},
+    mono(short(p.proposal_id)), el("td", {}, p.author), el("td", {}, p.summary),
+    el("td", {}, `${p.approvers.join(", ")} (${p.approvers.length} of ${p.needed})`), el("td", {}, when(p.expires_ms))));
+  main.replaceChildren(
+    card(`Membership in force: ${m.number}`, { id: "membership" }, keyValues([
+      ["hash", m.hash],
+      ["validators", m.validators.map((v) => `${v.agency || v.name} (${v.power})`).join(", ")],
+      ["quorum", `${m.threshold} of ${m.validators.length}`],
+      ["agencies", m.agencies.map((a) => `${a.name} (${a.role})`).join(", ")],
+      ["approvals needed", String(m.approvals)]]),
+      el("p", {}, link(m.chain_url, "Download the membership chain"), " (verify receipts past a change with ",
+        el("code", {}, "audit verify-receipt … --chain membership-chain.json"), ")")),
+    card(`Transitions (${m.transitions.length})`, {},
+      table(["membership", "adopted in block", "tree size", "summary", "approved by", "validators", "record keys", "proposal"],
+        transitions, { id: "transitions" })),
+    card(`Pending proposals (${m.pending.length})`, {},
+      table(["proposal", "author", "summary", "approvals", "expires (UTC)"], pending, { id: "pending" })));
+}
+
 // --- routing ---------------------------------------------------------------------------
 
 async function route() {
@@ -281,6 +309,7 @@ async function route() {
     else if (parts[0] === "block" && /^\d+$/.test(parts[1] || "")) await blockPage(main, parts[1], params);
     else if (parts[0] === "record" && /^\d+$/.test(parts[1] || "")) await recordPage(main, parts[1]);
     else if (parts[0] === "agreements") await agreementsPage(main, params);
+    else if (parts[0] === "membership") await membershipPage(main);
     else throw new Error(`no page ${path}`);
   } catch (e) {
     main.replaceChildren(el("p", { class: "error" }, e.message));
