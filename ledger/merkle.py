@@ -376,8 +376,21 @@ class Frontier:
             n >>= 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        """``append`` of each leaf, a level at a time: a block's leaves are paired with
+        ``parent_level`` (one comprehension per level, not a Python loop per leaf)."""
+        carry = list(leaves)
+        size, peaks, count = self.size, self._peaks, len(carry)
+        kept: list[bytes] = []  # new peaks, lowest level first
+        level = 0
+        while carry:
+            if size >> level & 1:  # the old peak of this level is left of the new nodes
+                carry.insert(0, peaks.pop())
+            if len(carry) & 1:
+                kept.append(carry.pop())
+            carry = parent_level(carry)
+            level += 1
+        peaks.extend(reversed(kept))
+        self.size = size + count
 
     def root(self) -> bytes:
         return fold_right(self._peaks) if self._peaks else EMPTY_ROOT
