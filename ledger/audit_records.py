@@ -1,26 +1,85 @@
 """The per-record part of a ledger audit: format, signature and body of every envelope.
 
-It is the hot path (one Ed25519 verification per record, about 44 us on one core), so it
-works on chunks of envelopes (one entry bundle), touches no protobuf object on the
-envelope (``Envelope.split`` checks the canonical bytes directly) and calls libsodium
-through pynacl's binding with no per-call wrapper objects. A ``RecordChecker`` is plain
-data, so the same checker runs in this process (``--jobs 1``) or, pickled once, in
-worker processes (``--jobs N``): pynacl releases the GIL, but protobuf parsing does not.
+It is the hot path: one Ed25519 verification per record (about 64 us on one core here)
+and everything else must stay small beside it (docs/PERFORMANCE.md, "Full-ledger audit").
+A chunk (one entry bundle) is checked in two passes that together give exactly the
+result of checking record by record, first failure included:
+1. envelopes in order: canonical bytes (``Envelope.split``, no protobuf object), genesis
+   signer, Ed25519 signature through libsodium's ``crypto_sign_open`` called directly
+   (pynacl's cffi ``lib``, one reused output buffer per chunk: no wrapper objects per call);
+   it stops at the first bad envelope;
+2. the bodies of the envelopes that passed, parsed by protobuf's C parser in one call:
+   a run of canonical envelopes concatenated *is* a valid ``EnvelopeRun`` (below), whose
+   repeated ``body`` field holds each ``RecordBody``. Each body then gets the checks of
+   ``records.decode_body`` (kind, nonce, network, agency; an anchor, an odd body or a run
+   that does not parse goes through ``decode_body`` itself, for the same checks and the
+   same error message), the network and author checks, and the summary facts.
+A ``RecordChecker`` is plain data, so the same checker runs in this process (``--jobs 1``)
+or, pickled once, in worker processes (``--jobs N``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
+from typing import Any
 
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+from nacl._sodium import ffi, lib
 
-from ledger.errors import FormatError, VerificationError
+from ledger.errors import FormatError
 from ledger.genesis import Genesis
 from ledger.limits import DEFAULT_LIMITS, Limits
-from ledger.records import RECORD_CONTEXT, Envelope, decode_body
+from ledger.records import NONCE_MAX, NONCE_MIN, RECORD_CONTEXT, Envelope, decode_body
+from proto import ledger_pb2
+
+
+def _envelope_run_class() -> Any:
+    """``message EnvelopeRun { repeated RecordBody body = 1; repeated bytes signer = 2;
+    repeated bytes signature = 3; }``: ``Envelope`` with its fields repeated and the body
+    typed, so envelopes laid end to end parse as one message. Defined here at import
+    rather than in ledger.proto: it is this module's parsing device, not a wire format."""
+    fields = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="shadowledger/audit_records.proto", package="shadowledger.audit",
+        syntax="proto3", dependency=[ledger_pb2.DESCRIPTOR.name])
+    run = proto.message_type.add(name="EnvelopeRun")
+    run.field.add(name="body", number=1, type=fields.TYPE_MESSAGE,
+                  label=fields.LABEL_REPEATED, type_name=".shadowledger.v1.RecordBody")
+    run.field.add(name="signer", number=2, type=fields.TYPE_BYTES,
+                  label=fields.LABEL_REPEATED)
+    run.field.add(name="signature", number=3, type=fields.TYPE_BYTES,
+                  label=fields.LABEL_REPEATED)
+    pool = descriptor_pool.Default()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("shadowledger.audit.EnvelopeRun"))
+
+
+_EnvelopeRun = _envelope_run_class()
+
+
+def _canonical_head(size: int) -> bytes:
+    """The bytes before the body in the one canonical envelope layout of ``size`` bytes,
+    ``0x0A varint(len body)`` (minimal varint, body not empty; the last 100 bytes are
+    ``0x12 0x20`` key hash ``0x1A 0x40`` signature), or b"" if no canonical envelope has
+    that size (e.g. 230 bytes: a 128-byte body needs a 2-byte varint)."""
+    for head_size in (2, 3, 4):
+        body = size - 100 - head_size
+        if body >= 1 and (body.bit_length() + 6) // 7 == head_size - 1:
+            varint = bytearray()
+            while body >= 0x80:
+                varint.append(body & 0x7F | 0x80)
+                body >>= 7
+            return b"\x0a" + bytes(varint) + bytes([body])
+    return b""
+
+
+_HEADS: dict[int, bytes] = {}
+"""``_canonical_head`` by envelope size, filled as sizes are met."""
 
 
 @dataclass(frozen=True)
@@ -90,48 +149,100 @@ class RecordChecker:
         if chunk.error:
             result.unreadable = chunk.error
             return result
-        keys = {key_hash: (name, public) for key_hash, name, public in self.keys}
-        for offset, raw in enumerate(chunk.envelopes):
-            try:
-                self._check(chunk.first_index + offset, raw, keys, result)
-            except VerificationError as exc:
-                result.failure = (chunk.first_index + offset, str(exc))
-                break
-            result.checked += 1
+        bodies, names, failure = self._signatures(chunk.envelopes)
+        self._bodies(chunk, bodies, names, result)
+        if result.failure is None and failure is not None:
+            result.failure = (chunk.first_index + len(bodies), failure)
         return result
 
-    def _check(self, index: int, raw: bytes, keys: dict[bytes, tuple[str, bytes]],
-               result: ChunkResult) -> None:
-        body_bytes, signer, signature = Envelope.split(raw, self.limits)
-        known = keys.get(signer)
-        if known is None:
-            raise VerificationError(f"record signer {signer[:4].hex()} is not a genesis key")
-        name, public = known
-        try:
-            crypto_sign_open(signature + RECORD_CONTEXT + body_bytes, public)
-        except BadSignatureError as exc:
-            raise VerificationError(f"record signature by {name} does not verify") from exc
-        body = decode_body(body_bytes)
-        if body.network != self.network:
-            raise FormatError(f"record is for network {body.network!r}, not {self.network!r}")
-        if body.agency != name:
-            raise VerificationError(f"record claims agency {body.agency!r}, signed by {name}")
-        kind = body.WhichOneof("kind") or ""
-        result.counts[(name, kind)] += 1
-        rid = sha256(body_bytes).digest()  # record_id(), inlined on this hot path
-        result.record_ids.append(rid)
-        if kind == "sharing_event":
-            event = body.sharing_event
-            if event.provider != name:
-                result.anomalies.append(
-                    (index, f"sharing event by {name} names provider {event.provider!r}"))
-            if event.agreement_id:
-                result.event_agreements.append((index, bytes(event.agreement_id)))
-        elif kind == "agreement":
-            a = body.agreement
-            result.agreements.append(AgreementSeen(
-                index, rid, name, a.provider, a.recipient, a.purpose, tuple(a.datasets),
-                a.valid_from_ms, a.valid_until_ms))
-        elif kind == "revocation":
-            result.revocations.append(
-                RevocationSeen(index, bytes(body.revocation.agreement_id), name))
+    def _signatures(self, envelopes: Sequence[bytes]
+                    ) -> tuple[list[bytes], list[str], str | None]:
+        """Pass 1: (bodies, signer names) of the envelopes before the first one that is not
+        canonical, not by a genesis key or not signed, and why that one failed."""
+        keys = {key_hash: (name, public) for key_hash, name, public in self.keys}
+        limit, context = self.limits.max_record_bytes, RECORD_CONTEXT
+        verify, heads = lib.crypto_sign_open, _HEADS
+        opened = ffi.new("unsigned char[]", limit + len(context))
+        opened_len = ffi.new("unsigned long long *")
+        bodies: list[bytes] = []
+        names: list[str] = []
+        for raw in envelopes:
+            size = len(raw)
+            head = heads.get(size)
+            if head is None:
+                head = heads[size] = _canonical_head(size)
+            if (head and size <= limit and raw.startswith(head)
+                    and raw[size - 100 : size - 98] == b"\x12\x20"
+                    and raw[size - 66 : size - 64] == b"\x1a\x40"):
+                body = raw[len(head) : size - 100]
+                signer, signature = raw[size - 98 : size - 66], raw[size - 64 :]
+            else:  # not the canonical layout: Envelope.split says why (or takes it)
+                try:
+                    body, signer, signature = Envelope.split(raw, self.limits)
+                except FormatError as exc:
+                    return bodies, names, str(exc)
+            known = keys.get(signer)
+            if known is None:
+                return bodies, names, f"record signer {signer[:4].hex()} is not a genesis key"
+            name, public = known
+            signed = signature + context + body
+            if verify(opened, opened_len, signed, len(signed), public) != 0:
+                return bodies, names, f"record signature by {name} does not verify"
+            bodies.append(body)
+            names.append(name)
+        return bodies, names, None
+
+    def _bodies(self, chunk: RecordChunk, bodies: list[bytes], names: list[str],
+                result: ChunkResult) -> None:
+        """Pass 2: body checks and summary facts of the envelopes pass 1 accepted."""
+        parsed: Sequence[Any] = [None] * len(bodies)  # None: decode_body parses it
+        if bodies:
+            run = _EnvelopeRun()
+            try:
+                run.ParseFromString(b"".join(chunk.envelopes[: len(bodies)]))
+                parsed = run.body  # one body per canonical envelope
+            except DecodeError:
+                pass  # some body is bad: decode_body below names the first one
+        first, network = chunk.first_index, self.network
+        kinds: list[tuple[str, str]] = []
+        rids = result.record_ids
+        body: Any
+        for offset, (body_bytes, name, body) in enumerate(zip(bodies, names, parsed,
+                                                                strict=True)):
+            kind = body.WhichOneof("kind") if body is not None else None
+            if (kind is None or kind == "anchor" or not body.agency or not body.network
+                    or not NONCE_MIN <= len(body.nonce) <= NONCE_MAX):
+                try:
+                    body = decode_body(body_bytes)  # the full checks, or their error
+                except FormatError as exc:
+                    result.failure = (first + offset, str(exc))
+                    break
+                kind = body.WhichOneof("kind")
+            if body.network != network:
+                result.failure = (first + offset, f"record is for network {body.network!r},"
+                                                  f" not {network!r}")
+                break
+            if body.agency != name:
+                result.failure = (first + offset, f"record claims agency {body.agency!r},"
+                                                  f" signed by {name}")
+                break
+            kinds.append((name, kind))
+            rid = sha256(body_bytes).digest()  # record_id(), inlined on this hot path
+            rids.append(rid)
+            if kind == "sharing_event":
+                event = body.sharing_event
+                if event.provider != name:
+                    result.anomalies.append((first + offset, f"sharing event by {name} names"
+                                                             f" provider {event.provider!r}"))
+                if event.agreement_id:
+                    result.event_agreements.append((first + offset, event.agreement_id))
+            elif kind == "agreement":
+                a = body.agreement
+                result.agreements.append(AgreementSeen(
+                    first + offset, rid, name, a.provider, a.recipient, a.purpose,
+                    tuple(a.datasets), a.valid_from_ms, a.valid_until_ms))
+            elif kind == "revocation":
+                result.revocations.append(
+                    RevocationSeen(first + offset, body.revocation.agreement_id, name))
+        result.counts.update(kinds)
+        result.checked = len(rids)
