@@ -196,7 +196,7 @@ class RecordChecker:
                 result: ChunkResult) -> None:
         """Pass 2: body checks and summary facts of the envelopes pass 1 accepted."""
         parsed: Sequence[Any] = [None] * len(bodies)  # None: decode_body parses it
-        if bodies:
+        if bodies and self.network and all(names):  # else the checks below are not enough
             run = _EnvelopeRun()
             try:
                 run.ParseFromString(b"".join(chunk.envelopes[: len(bodies)]))
@@ -204,45 +204,50 @@ class RecordChecker:
             except DecodeError:
                 pass  # some body is bad: decode_body below names the first one
         first, network = chunk.first_index, self.network
-        kinds: list[tuple[str, str]] = []
-        rids = result.record_ids
+        rids = [sha256(b).digest() for b in bodies]  # record_id(), inlined on this hot path
+        kinds: list[str] = []
+        events = result.event_agreements
         body: Any
-        for offset, (body_bytes, name, body) in enumerate(zip(bodies, names, parsed,
-                                                                strict=True)):
+        for offset, (name, body) in enumerate(zip(names, parsed, strict=True)):
+            # A sharing event (nearly every record) that names this network and its signer
+            # passes every check of decode_body and the two below: nothing more to read.
             kind = body.WhichOneof("kind") if body is not None else None
-            if (kind is None or kind == "anchor" or not body.agency or not body.network
+            if (kind != "sharing_event" or body.network != network or body.agency != name
                     or not NONCE_MIN <= len(body.nonce) <= NONCE_MAX):
-                try:
-                    body = decode_body(body_bytes)  # the full checks, or their error
-                except FormatError as exc:
-                    result.failure = (first + offset, str(exc))
+                body, failure = self._body(bodies[offset], name)
+                if failure:
+                    result.failure = (first + offset, failure)
                     break
                 kind = body.WhichOneof("kind")
-            if body.network != network:
-                result.failure = (first + offset, f"record is for network {body.network!r},"
-                                                  f" not {network!r}")
-                break
-            if body.agency != name:
-                result.failure = (first + offset, f"record claims agency {body.agency!r},"
-                                                  f" signed by {name}")
-                break
-            kinds.append((name, kind))
-            rid = sha256(body_bytes).digest()  # record_id(), inlined on this hot path
-            rids.append(rid)
+            kinds.append(kind)
             if kind == "sharing_event":
                 event = body.sharing_event
                 if event.provider != name:
                     result.anomalies.append((first + offset, f"sharing event by {name} names"
                                                              f" provider {event.provider!r}"))
                 if event.agreement_id:
-                    result.event_agreements.append((first + offset, event.agreement_id))
+                    events.append((first + offset, event.agreement_id))
             elif kind == "agreement":
                 a = body.agreement
                 result.agreements.append(AgreementSeen(
-                    first + offset, rid, name, a.provider, a.recipient, a.purpose,
+                    first + offset, rids[offset], name, a.provider, a.recipient, a.purpose,
                     tuple(a.datasets), a.valid_from_ms, a.valid_until_ms))
             elif kind == "revocation":
                 result.revocations.append(
                     RevocationSeen(first + offset, body.revocation.agreement_id, name))
-        result.counts.update(kinds)
-        result.checked = len(rids)
+        result.counts.update(zip(names, kinds, strict=False))  # names beyond a failure
+        result.checked = len(kinds)
+        result.record_ids.extend(rids[: len(kinds)])
+
+    def _body(self, body_bytes: bytes, name: str) -> tuple[Any, str]:
+        """(body, "") if it passes ``decode_body``, names this network and its signer;
+        else (None, why not), checked in that order."""
+        try:
+            body = decode_body(body_bytes)
+        except FormatError as exc:
+            return None, str(exc)
+        if body.network != self.network:
+            return None, f"record is for network {body.network!r}, not {self.network!r}"
+        if body.agency != name:
+            return None, f"record claims agency {body.agency!r}, signed by {name}"
+        return body, ""
