@@ -96,7 +96,7 @@ class _Audit:
                                              for v in genesis.validators))
         self.checker = RecordChecker.from_genesis(genesis, reader.limits)
         self.chain = ChainVerifier(genesis.network, self.chain_id)
-        self.tiles = _TileChecker(reader, self._height_of)
+        self.tiles = _TileChecker(reader, self._height_of, self.chain.tree)
         self.report = AuditReport(reader.origin, reader.tree_size, reader.height)
         self.progress = progress
         self.pending: list[bytes] = []  # verified envelopes not yet placed in a block
@@ -330,14 +330,21 @@ def _same_root(where: str, claimed: bytes, rebuilt: bytes, size: int) -> None:
 
 
 class _TileChecker:
-    """Rebuilds each tile level from the leaves and compares it with the hash tiles."""
+    """Rebuilds each tile level from the leaves and compares it with the hash tiles.
 
-    def __init__(self, reader: ExportReader, height_of: Callable[[int], int]) -> None:
+    The hashes of tile levels 1.. (subtrees of 256, 65,536 .. leaves) are the nodes the
+    chain's ``Frontier`` computes while rebuilding block roots from the same leaves: they
+    are taken from it (``Frontier.watch``), not hashed a second time."""
+
+    def __init__(self, reader: ExportReader, height_of: Callable[[int], int],
+                 frontier: merkle.Frontier) -> None:
         self.reader = reader
         self.height_of = height_of
         self.levels: list[list[bytes]] = []
         self.done: list[int] = []  # full tiles compared, per level
         self.checked = 0
+        self.built = [frontier.watch(TILE_HEIGHT * level)  # from the first leaf on
+                      for level in range(1, reader.tree_size.bit_length() // TILE_HEIGHT + 2)]
 
     def add(self, leaves: list[bytes]) -> None:
         self._push(0, leaves)
@@ -353,7 +360,8 @@ class _TileChecker:
             del buf[:TILE_WIDTH]
             self._compare(Tile(level, self.done[level], TILE_WIDTH), full)
             self.done[level] += 1
-            self._push(level + 1, [merkle.root(full)])
+            built = self.built[level] if level < len(self.built) else []
+            self._push(level + 1, [built.pop(0) if built else merkle.root(full)])
 
     def finish(self) -> None:
         for level, buf in enumerate(self.levels):

@@ -219,6 +219,26 @@ def test_frontier_extend_continues_a_stored_frontier() -> None:
         assert frontier.root() == ROOTS[start + count] and frontier.size == start + count
 
 
+def test_frontier_watch_yields_every_subtree_of_a_level_once_in_order() -> None:
+    """``watch(level)`` gets the hash of each complete ``2**level``-leaf subtree as the
+    frontier computes it, through ``extend`` in uneven batches or ``append``."""
+    for level in (1, 3, 5):
+        width = 1 << level
+        want = [merkle.root(LEAVES[i : i + width]) for i in range(0, MAX - width + 1, width)]
+        for batch in (1, 7, 64, 100):
+            frontier = merkle.Frontier()
+            seen = frontier.watch(level)
+            got = []
+            for start in range(0, MAX, batch):
+                if batch == 1:
+                    frontier.append(LEAVES[start])
+                else:
+                    frontier.extend(LEAVES[start : start + batch])
+                got += seen
+                seen.clear()
+            assert got == want, (level, batch)
+
+
 def test_frontier_from_stored_nodes_continues_like_the_tree() -> None:
     for n in (0, 1, 5, 64, 77, 299):
         frontier = merkle.Frontier.from_source(FULL, n)
