@@ -172,8 +172,8 @@ class RecordChecker:
             if head is None:
                 head = heads[size] = _canonical_head(size)
             if (head and size <= limit and raw.startswith(head)
-                    and raw[size - 100 : size - 98] == b"\x12\x20"
-                    and raw[size - 66 : size - 64] == b"\x1a\x40"):
+                    and raw.startswith(b"\x12\x20", size - 100)
+                    and raw.startswith(b"\x1a\x40", size - 66)):
                 body = raw[len(head) : size - 100]
                 signer, signature = raw[size - 98 : size - 66], raw[size - 64 :]
             else:  # not the canonical layout: Envelope.split says why (or takes it)
@@ -225,8 +225,8 @@ class RecordChecker:
                 if event.provider != name:
                     result.anomalies.append((first + offset, f"sharing event by {name} names"
                                                              f" provider {event.provider!r}"))
-                if event.agreement_id:
-                    events.append((first + offset, event.agreement_id))
+                if cited := event.agreement_id:
+                    events.append((first + offset, cited))
             elif kind == "agreement":
                 a = body.agreement
                 result.agreements.append(AgreementSeen(
