@@ -27,3 +27,5 @@ def test_audit_benchmark_quick_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["jobs"] for r in audits] == [1, 2]
     for row in audits:
         assert row["records"] == 5_036 and row["value"] > 0 and row["ratio_to_raw_one_core"] > 0
+    # raw verifies ran during the --jobs 1 audit: 500 after each of its 11 blocks
+    assert audits[0]["method"] == "raw interleaved" and audits[0]["raw_verifies"] == 11 * 500
