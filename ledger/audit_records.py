@@ -4,10 +4,11 @@ It is the hot path: one Ed25519 verification per record (about 64 us on one core
 and everything else must stay small beside it (docs/PERFORMANCE.md, "Full-ledger audit").
 A chunk (one entry bundle) is checked in two passes that together give exactly the
 result of checking record by record, first failure included:
-1. envelopes in order: canonical bytes (``Envelope.split``, no protobuf object), genesis
-   signer, Ed25519 signature through libsodium's ``crypto_sign_open`` called directly
-   (pynacl's cffi ``lib``, one reused output buffer per chunk: no wrapper objects per call);
-   it stops at the first bad envelope;
+1. envelopes in order: canonical bytes (the one canonical header of the envelope's size
+   and the two field tags at fixed offsets; ``Envelope.split`` words any error), genesis
+   signer, then the Ed25519 signatures in a tight loop through libsodium's
+   ``crypto_sign_open`` called directly (pynacl's cffi ``lib``, one reused output buffer
+   per chunk: no wrapper objects per call); it stops at the first bad envelope;
 2. the bodies of the envelopes that passed, parsed by protobuf's C parser in one call:
    a run of canonical envelopes concatenated *is* a valid ``EnvelopeRun`` (below), whose
    repeated ``body`` field holds each ``RecordBody``. Each body then gets the checks of
@@ -158,14 +159,21 @@ class RecordChecker:
     def _signatures(self, envelopes: Sequence[bytes]
                     ) -> tuple[list[bytes], list[str], str | None]:
         """Pass 1: (bodies, signer names) of the envelopes before the first one that is not
-        canonical, not by a genesis key or not signed, and why that one failed."""
+        canonical, not by a genesis key or not signed, and why that one failed.
+
+        Framing and keys are checked first for the whole chunk, then the signatures in a
+        loop that does nothing else, so libsodium's code and tables stay in the CPU caches
+        from one call to the next (measured: about +0.01 of the ratio to raw verification,
+        docs/PERFORMANCE.md). The first failure is still the first in record order: the
+        framing loop stops at the first bad envelope, the signature loop runs over the
+        envelopes before it only."""
         keys = {key_hash: (name, public) for key_hash, name, public in self.keys}
-        limit, context = self.limits.max_record_bytes, RECORD_CONTEXT
-        verify, heads = lib.crypto_sign_open, _HEADS
-        opened = ffi.new("unsigned char[]", limit + len(context))
-        opened_len = ffi.new("unsigned long long *")
+        limit, context, heads = self.limits.max_record_bytes, RECORD_CONTEXT, _HEADS
         bodies: list[bytes] = []
         names: list[str] = []
+        signed: list[bytes] = []
+        publics: list[bytes] = []
+        failure: str | None = None
         for raw in envelopes:
             size = len(raw)
             head = heads.get(size)
@@ -180,17 +188,25 @@ class RecordChecker:
                 try:
                     body, signer, signature = Envelope.split(raw, self.limits)
                 except FormatError as exc:
-                    return bodies, names, str(exc)
+                    failure = str(exc)
+                    break
             known = keys.get(signer)
             if known is None:
-                return bodies, names, f"record signer {signer[:4].hex()} is not a genesis key"
-            name, public = known
-            signed = signature + context + body
-            if verify(opened, opened_len, signed, len(signed), public) != 0:
-                return bodies, names, f"record signature by {name} does not verify"
+                failure = f"record signer {signer[:4].hex()} is not a genesis key"
+                break
             bodies.append(body)
-            names.append(name)
-        return bodies, names, None
+            names.append(known[0])
+            signed.append(signature + context + body)
+            publics.append(known[1])
+        verify = lib.crypto_sign_open
+        opened = ffi.new("unsigned char[]", limit + len(context))
+        opened_len = ffi.new("unsigned long long *")
+        for k, message in enumerate(signed):
+            if verify(opened, opened_len, message, len(message), publics[k]) != 0:
+                failure = f"record signature by {names[k]} does not verify"
+                del bodies[k:], names[k:]
+                break
+        return bodies, names, failure
 
     def _bodies(self, chunk: RecordChunk, bodies: list[bytes], names: list[str],
                 result: ChunkResult) -> None:

@@ -193,6 +193,20 @@ def test_an_earlier_body_failure_wins_over_a_later_signature_failure(
     assert _facts(result) == _facts(reference(checker, RecordChunk(0, envelopes)))
 
 
+def test_a_bad_signature_before_a_bad_envelope_is_reported_first(
+        net: DemoNetwork, checker: RecordChecker, good: list[bytes]) -> None:
+    """Pass 1 checks framing and signers over the chunk, then the signatures: a bad
+    signature at 4 must still win over a bad envelope or unknown signer at 9."""
+    cases = _bad_cases(net, good[0])
+    for later in ("trailing byte", "unknown signer", "non-minimal body length"):
+        envelopes = (*good[:4], cases["bad signature"], *good[4:8], cases[later], *good[8:])
+        chunk = RecordChunk(0, envelopes)
+        result = checker(chunk)
+        assert result.failure is not None and result.failure[0] == 4, later
+        assert result.failure[1].startswith("record signature by") and result.checked == 4
+        assert _facts(result) == _facts(reference(checker, chunk))
+
+
 def test_a_good_chunk_gives_the_summary_facts(
         net: DemoNetwork, checker: RecordChecker, good: list[bytes]) -> None:
     chunk = RecordChunk(256, tuple(good))
