@@ -6,8 +6,10 @@ events, blocks of 1,000 records, each with a real commit certificate and a check
 signed by all 4 validators), exports it (C2SP tlog-tiles), then times:
 - raw: the fastest single-signature Ed25519 verify of the project's dependencies (pynacl's
   wrapper, libsodium through pynacl's cffi ``lib``, or OpenSSL through ``cryptography``:
-  all three timed first, the fastest kept) over the same records' signatures, one core,
-  nothing else (the ceiling: the audit cannot check signatures faster than this);
+  all three timed first; those within 10% of the fastest, i.e. within the noise, are all
+  timed again during each audit and the fastest there is the raw rate) over the same
+  records' signatures, one core, nothing else (the ceiling: the audit cannot check
+  signatures faster than this);
 - verify-ledger with --jobs 1 (3 times) and --jobs 2 (the code the CLI runs, in this
   process), per CPU-second of the process and its reaped workers.
 Both figures of a ratio must see the same machine load. A --jobs 1 run is interleaved
@@ -143,23 +145,26 @@ def time_audit(export: Path, genesis: bytes, jobs: int) -> tuple[float, float, i
     return wall, cpu, report.records
 
 
-def time_audit_interleaved(export: Path, genesis: bytes, pairs: list[Pair], impl: str
-                           ) -> tuple[float, int, float, int]:
+def time_audit_interleaved(export: Path, genesis: bytes, pairs: list[Pair],
+                           impls: list[str]) -> tuple[float, int, dict[str, float]]:
     """One verify-ledger --jobs 1 run with the raw verify measured *during* it: after each
-    block (the progress callback) ``RAW_PER_BLOCK`` raw verifications run and their CPU
-    time is set apart, so audit and raw sample the same moments of a noisy machine.
-    Returns (audit CPU seconds, records, raw CPU seconds, raw verifications)."""
-    verify = RAW_IMPLS[impl]
-    raw_cpu, raw_done, cursor = 0.0, 0, 0
+    block (the progress callback) ``RAW_PER_BLOCK`` raw verifications run, split between
+    ``impls``, and their CPU time is set apart, so audit and raw sample the same moments
+    of a noisy machine. Returns (audit CPU seconds, records, raw rate of each impl)."""
+    share = RAW_PER_BLOCK // len(impls)
+    raw_cpu = dict.fromkeys(impls, 0.0)
+    raw_done = dict.fromkeys(impls, 0)
+    cursor = 0
 
     def progress(done: int, total: int) -> None:
-        nonlocal raw_cpu, raw_done, cursor
-        batch = pairs[cursor : cursor + RAW_PER_BLOCK]
-        cursor = (cursor + RAW_PER_BLOCK) % len(pairs)
-        started = time.process_time()
-        verify(batch)
-        raw_cpu += time.process_time() - started
-        raw_done += len(batch)
+        nonlocal cursor
+        for impl in impls:
+            batch = pairs[cursor : cursor + share]
+            cursor = (cursor + share) % len(pairs)
+            started = time.process_time()
+            RAW_IMPLS[impl](batch)
+            raw_cpu[impl] += time.process_time() - started
+            raw_done[impl] += len(batch)
 
     reader = ExportReader(export)
     cpu = _cpu_seconds()
@@ -167,7 +172,8 @@ def time_audit_interleaved(export: Path, genesis: bytes, pairs: list[Pair], impl
     cpu = _cpu_seconds() - cpu
     if not report.ok:
         raise RuntimeError(f"benchmark ledger does not verify: {report.failure}")
-    return cpu - raw_cpu, report.records, raw_cpu, raw_done
+    return (cpu - sum(raw_cpu.values()), report.records,
+            {impl: raw_done[impl] / raw_cpu[impl] for impl in impls})
 
 
 def run(quick: bool = False, records: int | None = None, repeats: int = REPEATS
@@ -185,27 +191,31 @@ def run(quick: bool = False, records: int | None = None, repeats: int = REPEATS
         for _ in range(3):  # interleaved rounds: a noisy machine slows them alike
             for impl in RAW_IMPLS:
                 rates[impl].append(raw_verify_rate(pairs, impl))
-        fastest = max(RAW_IMPLS, key=lambda impl: statistics.median(rates[impl]))
+        medians = {impl: statistics.median(rs) for impl, rs in rates.items()}
+        fastest = max(medians, key=lambda impl: medians[impl])
+        # Within 10% of the fastest is within this machine's noise: those are all measured
+        # during each audit, and the ratio is taken against the fastest of them there.
+        close = [impl for impl in RAW_IMPLS if medians[impl] >= 0.9 * medians[fastest]]
         _emit(rows, bench="audit.ed25519_impls", unit="verifies per CPU-second",
               rates={impl: [round(r) for r in rs] for impl, rs in rates.items()},
-              raw_baseline=fastest)
+              raw_baseline=close)
         audits: list[dict[str, Any]] = []
         raws: list[float] = []
         for _ in range(1 if quick else repeats):
-            cpu, checked, raw_cpu, raw_done = time_audit_interleaved(export, genesis, pairs,
-                                                                     fastest)
-            raws.append(raw_done / raw_cpu)
+            cpu, checked, raw_rates = time_audit_interleaved(export, genesis, pairs, close)
+            raw = max(raw_rates.values())
+            raws.append(raw)
             audits.append({
                 "bench": "audit.verify_ledger", "impl": "shadowledger", "jobs": 1,
                 "method": "raw interleaved", "unit": "records per CPU-second",
                 "value": round(checked / cpu), "records": checked,
-                "raw": round(raw_done / raw_cpu), "raw_verifies": raw_done,
-                "ratio_to_raw_one_core": round(checked / cpu / (raw_done / raw_cpu), 3)})
+                "raw": round(raw), "raw_by_impl": {k: round(v) for k, v in raw_rates.items()},
+                "ratio_to_raw_one_core": round(checked / cpu / raw, 3)})
         raws.append(raw_verify_rate(pairs, fastest))
         wall, cpu, checked = time_audit(export, genesis, 2)
         raws.append(raw_verify_rate(pairs, fastest))
         raw = (raws[-2] + raws[-1]) / 2
-        _emit(rows, bench="audit.ed25519_raw", impl=fastest, unit="verifies per CPU-second",
+        _emit(rows, bench="audit.ed25519_raw", impl=close, unit="verifies per CPU-second",
               value=round(statistics.median(raws)), samples=[round(r) for r in raws])
         for audit in audits:
             _emit(rows, **audit)

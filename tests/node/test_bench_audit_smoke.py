@@ -20,12 +20,16 @@ def test_audit_benchmark_quick_mode(capsys: pytest.CaptureFixture[str]) -> None:
     impls = next(r for r in rows if r["bench"] == "audit.ed25519_impls")
     assert set(impls["rates"]) == set(bench_audit.RAW_IMPLS)  # every verify was timed
     medians = {impl: statistics.median(rates) for impl, rates in impls["rates"].items()}
-    assert impls["raw_baseline"] == max(medians, key=lambda impl: medians[impl])
-    raw = next(r for r in rows if r["bench"] == "audit.ed25519_raw")
-    assert raw["impl"] == impls["raw_baseline"]  # the ratio is against the fastest
+    fastest = max(medians, key=lambda impl: medians[impl])
+    assert fastest in impls["raw_baseline"]  # (medians of rounded rates: 1% of slack)
+    assert all(medians[i] >= 0.89 * medians[fastest] for i in impls["raw_baseline"])
     audits = [r for r in rows if r["bench"] == "audit.verify_ledger"]
     assert [r["jobs"] for r in audits] == [1, 2]
     for row in audits:
         assert row["records"] == 5_036 and row["value"] > 0 and row["ratio_to_raw_one_core"] > 0
-    # raw verifies ran during the --jobs 1 audit: 500 after each of its 11 blocks
-    assert audits[0]["method"] == "raw interleaved" and audits[0]["raw_verifies"] == 11 * 500
+    # raw verifies ran during the --jobs 1 audit, every close implementation; the ratio is
+    # against the fastest of them
+    one = audits[0]
+    assert one["method"] == "raw interleaved"
+    assert set(one["raw_by_impl"]) == set(impls["raw_baseline"])
+    assert one["raw"] == max(one["raw_by_impl"].values())
