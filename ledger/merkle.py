@@ -365,19 +365,45 @@ class Frontier:
     def __init__(self) -> None:
         self.size = 0
         self._peaks: list[bytes] = []  # perfect subtrees, largest first
+        self._taps: dict[int, list[bytes]] = {}
+
+    def watch(self, level: int) -> list[bytes]:
+        """A list that every subtree hash of ``level`` >= 1 (over ``2**level`` leaves) computed
+        from now on is appended to, left to right: a caller checking hash tiles takes the
+        nodes this frontier hashes anyway instead of hashing them again. Empty it as you
+        read it."""
+        return self._taps.setdefault(level, [])
 
     def append(self, leaf: bytes) -> None:
         self._peaks.append(leaf)
         self.size += 1
-        n = self.size
+        n, level = self.size, 0
         while not n & 1:  # merge equal-sized subtrees, as binary addition carries
             right = self._peaks.pop()
             self._peaks[-1] = node_hash(self._peaks[-1], right)
             n >>= 1
+            level += 1
+            if level in self._taps:
+                self._taps[level].append(self._peaks[-1])
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        """``append`` of each leaf, a level at a time: a block's leaves are paired with
+        ``parent_level`` (one comprehension per level, not a Python loop per leaf)."""
+        carry = list(leaves)
+        size, peaks, count = self.size, self._peaks, len(carry)
+        kept: list[bytes] = []  # new peaks, lowest level first
+        level = 0
+        while carry:
+            if level and level in self._taps:
+                self._taps[level].extend(carry)
+            if size >> level & 1:  # the old peak of this level is left of the new nodes
+                carry.insert(0, peaks.pop())
+            if len(carry) & 1:
+                kept.append(carry.pop())
+            carry = parent_level(carry)
+            level += 1
+        peaks.extend(reversed(kept))
+        self.size = size + count
 
     def root(self) -> bytes:
         return fold_right(self._peaks) if self._peaks else EMPTY_ROOT

@@ -197,6 +197,48 @@ def test_frontier_root_matches_at_every_size() -> None:
         assert frontier.root() == ROOTS[n], n
 
 
+def test_frontier_extend_in_batches_matches_one_leaf_at_a_time() -> None:
+    """``extend`` pairs a batch level by level; from every start size and for batches of
+    every length up to 70 (and empty ones) it must keep the peaks ``append`` keeps."""
+    for start in range(0, 70):
+        for count in range(0, 71):
+            batched = merkle.Frontier()
+            batched.extend(LEAVES[:start])
+            batched.extend(iter(LEAVES[start : start + count]))  # any iterable
+            single = merkle.Frontier()
+            for leaf in LEAVES[: start + count]:
+                single.append(leaf)
+            assert (batched.size, batched._peaks) == (single.size, single._peaks), (start, count)
+            assert batched.root() == ROOTS[start + count]
+
+
+def test_frontier_extend_continues_a_stored_frontier() -> None:
+    for start, count in ((5, 295), (64, 1), (77, 200), (256, 44)):
+        frontier = merkle.Frontier.from_source(FULL, start)
+        frontier.extend(LEAVES[start : start + count])
+        assert frontier.root() == ROOTS[start + count] and frontier.size == start + count
+
+
+def test_frontier_watch_yields_every_subtree_of_a_level_once_in_order() -> None:
+    """``watch(level)`` gets the hash of each complete ``2**level``-leaf subtree as the
+    frontier computes it, through ``extend`` in uneven batches or ``append``."""
+    for level in (1, 3, 5):
+        width = 1 << level
+        want = [merkle.root(LEAVES[i : i + width]) for i in range(0, MAX - width + 1, width)]
+        for batch in (1, 7, 64, 100):
+            frontier = merkle.Frontier()
+            seen = frontier.watch(level)
+            got = []
+            for start in range(0, MAX, batch):
+                if batch == 1:
+                    frontier.append(LEAVES[start])
+                else:
+                    frontier.extend(LEAVES[start : start + batch])
+                got += seen
+                seen.clear()
+            assert got == want, (level, batch)
+
+
 def test_frontier_from_stored_nodes_continues_like_the_tree() -> None:
     for n in (0, 1, 5, 64, 77, 299):
         frontier = merkle.Frontier.from_source(FULL, n)

@@ -213,6 +213,28 @@ def test_reordered_records_fail_their_block_root(export: Path, tmp_path: Path) -
         f" entry: record 300 (block 4, tile/entries/001 entry at byte {offset})\n")
 
 
+def test_a_repeated_record_is_named_as_a_duplicate(export: Path, tmp_path: Path) -> None:
+    """A validly signed record committed twice (record 301 replaced by record 300 in one
+    bundle, then 256 by 255 across two) is caught by its id before its block's root."""
+    copy = _copy(export, tmp_path)
+    bundle = copy / "tile/entries/001"
+    items = [env for _, env in decode_bundle(bundle.read_bytes(), 256)]
+    items[45] = items[44]
+    bundle.write_bytes(encode_bundle(items))
+    offset = decode_bundle(bundle.read_bytes(), 256)[45][0]
+    report = verify_export(ExportReader(copy), _genesis(copy).read_bytes())
+    assert report.failure == (f"record 301 (block 4, tile/entries/001 entry at byte {offset}):"
+                              " record is a duplicate of record 300")
+    copy2 = _copy(export, tmp_path, "second")  # across bundles: 256 repeats 255
+    last = decode_bundle((copy2 / "tile/entries/000").read_bytes(), 256)[255][1]
+    bundle = copy2 / "tile/entries/001"
+    items = [env for _, env in decode_bundle(bundle.read_bytes(), 256)]
+    bundle.write_bytes(encode_bundle([last, *items[1:]]))
+    report = verify_export(ExportReader(copy2), _genesis(copy2).read_bytes())
+    assert report.failure.endswith("record is a duplicate of record 255")
+    assert report.failure.startswith("record 256 (block 3, tile/entries/001 entry at byte 0)")
+
+
 def test_tampered_block_header_breaks_its_certificate(export: Path, tmp_path: Path) -> None:
     copy = _copy(export, tmp_path)
     path = copy / "shadowledger/headers/000.p/6"
