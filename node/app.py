@@ -279,7 +279,7 @@ class LedgerApp:
                   self.book.changes_for(height, parsed.envelopes, parsed.header.time_ms,
                                         self._staged_policy()))
         self._staged.append(Staged(parsed, ids, leaves, policy))
-        self.mempool.remove(ids, leaves)
+        self.mempool.remove(ids, leaves, decided=True)
         self._verdicts.clear()
         self._changes.clear()
 

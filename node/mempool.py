@@ -34,6 +34,9 @@ class DuplicateRecord(Exception):
 class MempoolConfig:
     max_records: int = 100_000
     max_bytes: int = 256 << 20
+    recent_removed: int = 16_384
+    """Ids of records removed for a decided block, remembered until the block is surely
+    on disk: a late gossip copy or a client's retry is refused, not queued again."""
 
 
 class Mempool:
@@ -58,6 +61,7 @@ class Mempool:
         # block's records are recognised by hashing their bytes, without parsing,
         # verifying or decoding them again.
         self._verified: OrderedDict[bytes, tuple[bytes, PolicyFacts]] = OrderedDict()
+        self._removed: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
         self.arrived = threading.Condition(self._lock)
 
@@ -84,14 +88,40 @@ class Mempool:
         if index is not None:
             raise DuplicateRecord(f"record {rid.hex()[:16]} is already committed", index)
         with self._lock:
-            if rid in self._pending:
-                raise DuplicateRecord(f"record {rid.hex()[:16]} is already pending")
+            self._refuse_known(rid)
             self._check_room(len(raw))
             self._pending[rid] = record.envelope
             self._bytes += len(raw)
             self._remember_verified(record)
             self.arrived.notify_all()
         return record
+
+    def add_gossiped(self, raw: bytes) -> bool:
+        """A record a peer gossiped: queued (True) unless already known (False).
+
+        Unlike ``add``, duplicates are recognised *before* the signature check: under load
+        a block often brings a record before the gossip copy does, and checking that copy
+        again (an Ed25519 verification, the costliest step per record) is wasted.
+        Raises ``VerificationError`` for a bad new record, ``MempoolFull``.
+        """
+        envelope = Envelope.from_bytes(raw, self._limits)
+        rid = envelope.record_id
+        with self._lock:
+            if rid in self._pending or rid in self._removed:
+                return False
+        if self._committed_index(rid) is not None:
+            return False
+        try:
+            self.add(raw, verify_envelope(envelope, self._keyring, self._network))
+        except DuplicateRecord:
+            return False
+        return True
+
+    def _refuse_known(self, rid: bytes) -> None:
+        if rid in self._pending:
+            raise DuplicateRecord(f"record {rid.hex()[:16]} is already pending")
+        if rid in self._removed:
+            raise DuplicateRecord(f"record {rid.hex()[:16]} is already in a decided block")
 
     def _check_room(self, size: int) -> None:
         if len(self._pending) >= self._config.max_records:
@@ -118,14 +148,20 @@ class Mempool:
                 total += len(envelope.raw)
         return out
 
-    def remove(self, record_ids: Iterable[bytes], leaf_hashes: Iterable[bytes] = ()) -> None:
-        """Drop records that were committed, and their cached verdicts (the ledger's
-        record-id index refuses them from now on)."""
+    def remove(self, record_ids: Iterable[bytes], leaf_hashes: Iterable[bytes] = (),
+               decided: bool = False) -> None:
+        """Drop records that were committed or refused, and their cached verdicts (the
+        ledger's record-id index refuses committed ones from now on). ``decided``: they
+        are in a decided block not yet on disk; until it is, they are refused here."""
         with self._lock:
             for rid in record_ids:
                 envelope = self._pending.pop(rid, None)
                 if envelope is not None:
                     self._bytes -= len(envelope.raw)
+                if decided:
+                    self._removed[rid] = None
+            while len(self._removed) > self._config.recent_removed:
+                self._removed.popitem(last=False)
             for leaf in leaf_hashes:
                 self._verified.pop(leaf, None)
 

@@ -324,7 +324,7 @@ class Node:
 
     def _admit_gossiped(self, raw: bytes) -> None:
         try:
-            self.mempool.add(raw)
+            self.mempool.add_gossiped(raw)
         except (DuplicateRecord, MempoolFull):
             pass
         except LedgerError as exc:

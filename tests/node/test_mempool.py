@@ -61,3 +61,38 @@ def test_block_records_verified_once_unknown_ones_checked() -> None:
         pool.verify_for_block([_raw(3, STRANGER)])
     # After state sync's certificate check, signatures are not re-checked, only parsed.
     assert len(pool.verify_for_block([_raw(3, STRANGER)], check_signatures=False)) == 1
+
+
+def test_gossiped_duplicates_are_recognised_before_the_signature_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.mempool as mempool_module
+
+    record_committed, record_decided, record_pending = _raw(1), _raw(2), _raw(3)
+    committed_id = mempool_module.Envelope.from_bytes(record_committed).record_id
+    pool = _pool(max_records=10, committed={committed_id: 0})
+    decided = pool.add(record_decided)
+    pool.remove([decided.record_id], [decided.envelope.leaf_hash], decided=True)
+    assert pool.add_gossiped(record_pending) is True
+    checks: list[bytes] = []
+    real = mempool_module.verify_envelope
+    monkeypatch.setattr(mempool_module, "verify_envelope",
+                        lambda env, *a: checks.append(env.raw) or real(env, *a))
+    # Committed, in a decided block not yet written, or pending: refused without a check.
+    assert [pool.add_gossiped(r) for r in (record_committed, record_decided, record_pending)
+            ] == [False, False, False]
+    assert checks == [] and len(pool) == 1
+    with pytest.raises(DuplicateRecord, match="decided block"):
+        pool.add(record_decided)
+    checks.clear()
+    # A new record is checked once and queued; a bad one raises.
+    assert pool.add_gossiped(_raw(4)) is True and checks == [_raw(4)]
+    with pytest.raises(SignatureError):
+        pool.add_gossiped(_raw(5, STRANGER))
+    assert len(pool) == 2
+
+
+def test_refused_records_may_come_back() -> None:
+    pool = _pool(max_records=10)
+    record = pool.add(_raw(1))
+    pool.remove([record.record_id])  # refused by the policy, not decided
+    assert pool.add(_raw(1)).record_id == record.record_id
