@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -190,6 +190,13 @@ class Ledger:
     def index_of(self, rid: bytes) -> int | None:
         value = self._get(b"record_ids", rid)
         return None if value is None else _U64.unpack(value)[0]
+
+    def indices_of(self, rids: Iterable[bytes]) -> list[int | None]:
+        """``index_of`` for many ids, from one read snapshot (a block's or a batch's)."""
+        db = self._db[b"record_ids"]
+        with self.storage.read() as txn:
+            values = [txn.get(rid, db=db) for rid in rids]
+        return [None if v is None else _U64.unpack(v)[0] for v in values]
 
     def block(self, height: int) -> Block:
         value = self._get(b"blocks", _k(height))

@@ -106,6 +106,9 @@ class LedgerApp:
         self._on_refused = on_refused
         self.log = log if log is not None else get_logger("app")
         self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
+        self._parsed: dict[bytes, tuple[Block, list[tuple[bytes, bytes]]]] = {}
+        """Blocks validated on the current tip, parsed, with (leaf hash, record id) of each
+        record: ``decided`` reuses them instead of parsing and hashing the block again."""
         self._changes: dict[bytes, dict[bytes, AgreementState]] = {}
         """Policy changes of blocks proposed or validated on the current tip, by block id:
         ``decided`` reuses them instead of decoding the records again."""
@@ -121,6 +124,7 @@ class LedgerApp:
         self._staged = []
         self._verdicts.clear()
         self._changes.clear()
+        self._parsed.clear()
 
     @property
     def tip_height(self) -> int:
@@ -147,17 +151,19 @@ class LedgerApp:
             time_ms = max(time_ms, tip.header.time_ms)
         view = self.policy_view()
         envelopes = self._admissible(view, taken, time_ms)
-        block = build_block(self.network, tip.header, tip.hash, envelopes, tip.frontier.copy(),
-                            time_ms, self.proposer)
+        block = build_block(self.network, tip.header, tip.hash, [e.raw for e in envelopes],
+                            tip.frontier.copy(), time_ms, self.proposer)
         self._remember(block.hash, True)
         self._changes[block.hash] = view.changes
+        self._keep_parsed(block, [(e.leaf_hash, e.record_id) for e in envelopes])
         return block.to_bytes()
 
-    def _admissible(self, view: PolicyView, taken: list[Envelope], time_ms: int) -> list[bytes]:
+    def _admissible(self, view: PolicyView, taken: list[Envelope], time_ms: int
+                    ) -> list[Envelope]:
         """The records the policy lets in at ``time_ms``, applied to ``view`` in order; the
         others (e.g. their agreement expired while they waited) leave the mempool and
         their submitters are told why."""
-        kept: list[bytes] = []
+        kept: list[Envelope] = []
         refused: list[tuple[bytes, str]] = []
         for envelope in taken:
             try:
@@ -165,7 +171,7 @@ class LedgerApp:
             except LedgerError as exc:
                 refused.append((envelope.record_id, str(exc)))
                 continue
-            kept.append(envelope.raw)
+            kept.append(envelope)
         if refused:
             self.mempool.remove(rid for rid, _ in refused)
             self._on_refused(refused)
@@ -230,9 +236,10 @@ class LedgerApp:
         seen = set(self._staged_ids())
         frontier = tip.frontier.copy()
         facts: list[PolicyFacts] = []
-        for raw, (leaf, rid) in zip(block.envelopes,
-                                    self.mempool.verify_for_block(block.envelopes), strict=True):
-            if rid in seen or self.ledger.index_of(rid) is not None:
+        checked = self.mempool.verify_for_block(block.envelopes)
+        committed = self.ledger.indices_of([rid for _, rid in checked])
+        for raw, (leaf, rid), index in zip(block.envelopes, checked, committed, strict=True):
+            if rid in seen or index is not None:
                 return "duplicate record"
             seen.add(rid)
             frontier.append(leaf)
@@ -245,7 +252,15 @@ class LedgerApp:
         except PolicyError as exc:
             return f"sharing policy: {exc}"
         self._changes[block.hash] = view.changes
+        self._keep_parsed(block, checked)
         return None
+
+    def _keep_parsed(self, block: Block, checked: list[tuple[bytes, bytes]]) -> None:
+        """Keyed by block id, which binds the records (the header holds their tree root,
+        checked against them before this is called)."""
+        if len(self._parsed) >= 16:  # a few rounds' proposals at one height at most
+            self._parsed.clear()
+        self._parsed[block.hash] = (block, checked)
 
     def _facts(self, record: bytes | Envelope, leaf: bytes) -> PolicyFacts:
         """A record's policy facts: cached by the mempool when it verified the record,
@@ -268,8 +283,12 @@ class LedgerApp:
         """Stage a decided block as the new tip (durable commit follows in order)."""
         if height != self._tip.height + 1:
             return  # already staged (or applied by catch-up)
-        parsed = Block.from_bytes(block, self.limits)
-        checked = self.mempool.verify_for_block(parsed.envelopes)
+        known = self._parsed.get(block_id)
+        if known is not None:  # validated or proposed here: parsed and hashed once
+            parsed, checked = known
+        else:
+            parsed = Block.from_bytes(block, self.limits)
+            checked = self.mempool.verify_for_block(parsed.envelopes)
         self._tip.frontier.extend(leaf for leaf, _ in checked)
         self._tip = _Tip(parsed.header, parsed.hash, self._tip.frontier, height)
         ids = tuple(rid for _, rid in checked)
@@ -282,6 +301,7 @@ class LedgerApp:
         self.mempool.remove(ids, leaves, decided=True)
         self._verdicts.clear()
         self._changes.clear()
+        self._parsed.clear()
 
     def staged(self, height: int) -> Staged | None:
         """A decided block not yet written."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import merkle
+from ledger.errors import LedgerError
 from ledger.limits import Limits
 from ledger.policy import PolicyFacts, facts_of
 from ledger.records import Envelope, Keyring, Record, verify_envelope
@@ -49,12 +50,15 @@ class Mempool:
         limits: Limits,
         config: MempoolConfig,
         committed_index: Callable[[bytes], int | None],
+        committed_indices: Callable[[Sequence[bytes]], list[int | None]] | None = None,
     ) -> None:
         self._network = network
         self._keyring = keyring
         self._limits = limits
         self._config = config
         self._committed_index = committed_index
+        self._committed_indices = committed_indices or (
+            lambda rids: [committed_index(rid) for rid in rids])
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._bytes = 0
         # leaf hash -> (record id, policy facts) of envelopes whose signature verified: a
@@ -87,35 +91,52 @@ class Mempool:
         index = self._committed_index(rid)
         if index is not None:
             raise DuplicateRecord(f"record {rid.hex()[:16]} is already committed", index)
-        with self._lock:
-            self._refuse_known(rid)
-            self._check_room(len(raw))
-            self._pending[rid] = record.envelope
-            self._bytes += len(raw)
-            self._remember_verified(record)
-            self.arrived.notify_all()
+        self._queue(record)
         return record
 
-    def add_gossiped(self, raw: bytes) -> bool:
-        """A record a peer gossiped: queued (True) unless already known (False).
+    def _queue(self, record: Record) -> None:
+        rid, size = record.record_id, len(record.envelope.raw)
+        with self._lock:
+            self._refuse_known(rid)
+            self._check_room(size)
+            self._pending[rid] = record.envelope
+            self._bytes += size
+            self._remember_verified(record)
+            self.arrived.notify_all()
+
+    def add_gossiped(self, raws: Sequence[bytes]) -> tuple[int, list[LedgerError]]:
+        """A batch of records a peer gossiped: (how many were queued, the bad ones' errors).
 
         Unlike ``add``, duplicates are recognised *before* the signature check: under load
         a block often brings a record before the gossip copy does, and checking that copy
-        again (an Ed25519 verification, the costliest step per record) is wasted.
-        Raises ``VerificationError`` for a bad new record, ``MempoolFull``.
+        again (an Ed25519 verification, the costliest step per record) is wasted. Known
+        records and those that do not fit (``MempoolFull``: gossip is best effort, they
+        come back in blocks) are skipped; the committed index is read once per batch.
         """
-        envelope = Envelope.from_bytes(raw, self._limits)
-        rid = envelope.record_id
+        errors: list[LedgerError] = []
+        envelopes: list[Envelope] = []
+        for raw in raws:
+            try:
+                envelopes.append(Envelope.from_bytes(raw, self._limits))
+            except LedgerError as exc:
+                errors.append(exc)
         with self._lock:
-            if rid in self._pending or rid in self._removed:
-                return False
-        if self._committed_index(rid) is not None:
-            return False
-        try:
-            self.add(raw, verify_envelope(envelope, self._keyring, self._network))
-        except DuplicateRecord:
-            return False
-        return True
+            fresh = [e for e in envelopes
+                     if e.record_id not in self._pending and e.record_id not in self._removed]
+        queued = 0
+        committed = self._committed_indices([e.record_id for e in fresh])
+        for envelope, index in zip(fresh, committed, strict=True):
+            if index is not None:
+                continue
+            try:
+                self._queue(verify_envelope(envelope, self._keyring, self._network))
+            except (DuplicateRecord, MempoolFull):
+                continue
+            except LedgerError as exc:
+                errors.append(exc)
+                continue
+            queued += 1
+        return queued, errors
 
     def _refuse_known(self, rid: bytes) -> None:
         if rid in self._pending:
