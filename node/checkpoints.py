@@ -49,6 +49,9 @@ class CheckpointCollector:
         """Called (without blocking) after each final checkpoint is stored: witness feeds."""
         self.latest = ledger.latest_checkpoint()
         self.final_size = 0 if self.latest is None else self.latest[0]
+        self.stored_size = self.final_size
+        """The largest final size whose note is in the store (``final_size`` is known, and
+        acknowledged, a moment before)."""
 
     def _checkpoint(self, size: int) -> Checkpoint:
         return Checkpoint(self.network, size, self.ledger.tree.root(size))
@@ -105,9 +108,13 @@ class CheckpointCollector:
         return False
 
     def _store(self, size: int, sigs: list[NoteSignature]) -> None:
-        """Write the final note (durably, outside the lock), then wake the waiters."""
+        """Wake the waiters with the final note, then write it (durably, outside the lock).
+
+        Acknowledgements need the note, not its copy on this disk: the records it covers
+        are durable already (their block was written before this node signed), and the
+        note proves itself with its quorum of signatures. Writing first put one more
+        fsync on every acknowledgement's path."""
         note = checkpoint_note(self._checkpoint(size), sorted(sigs, key=lambda s: s.name))
-        self.ledger.add_checkpoint(size, note)
         with self._cond:
             if size >= self.final_size:
                 self.final_size = size
@@ -115,8 +122,20 @@ class CheckpointCollector:
             for old in [s for s in self._signatures if s < size - 1000]:
                 del self._signatures[old]
             self._cond.notify_all()
+        self.ledger.add_checkpoint(size, note)
+        with self._cond:
+            self.stored_size = max(self.stored_size, size)
+            self._cond.notify_all()
         for listener in self.listeners:
             listener()
+
+    def wait_stored(self, min_size: int, timeout: float) -> bool:
+        """Wait until a note final for ``min_size`` leaves or more is in the store, if one
+        is final already (a read right after an acknowledgement); False otherwise."""
+        with self._cond:
+            if self.final_size < min_size:
+                return False
+            return self._cond.wait_for(lambda: self.stored_size >= min_size, timeout)
 
     def wait_final(self, min_size: int, timeout: float) -> tuple[int, bytes] | None:
         """The latest final checkpoint once it covers ``min_size`` leaves, or None."""

@@ -310,9 +310,14 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         size = request.tree_size or None
         if size is None:
             latest = ledger.latest_checkpoint()
+            if (latest is None or latest[0] <= index) and self.node.checkpoints.wait_stored(
+                    index + 1, 5.0):  # final and acknowledged, being written
+                latest = ledger.latest_checkpoint()
             if latest is None or latest[0] <= index:
                 _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                        f"record {index} is not yet covered by a final checkpoint; retry shortly")
+        elif not ledger.checkpoint(size):
+            self.node.checkpoints.wait_stored(size, 5.0)
         try:
             receipt = ledger.receipt(index, size)
         except UsageError as exc:
@@ -336,6 +341,8 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         ledger = self.node.ledger
         if request.tree_size:
             note = ledger.checkpoint(request.tree_size)
+            if note is None and self.node.checkpoints.wait_stored(request.tree_size, 5.0):
+                note = ledger.checkpoint(request.tree_size)
             if note is None:
                 _abort(context, grpc.StatusCode.NOT_FOUND,
                        f"no final checkpoint for tree size {request.tree_size}")
