@@ -91,6 +91,7 @@ class Ledger:
         record_ids: Sequence[bytes] | None = None,
         leaf_hashes: Sequence[bytes] | None = None,
         policy: PolicyChanges | None = None,
+        also: Sequence[tuple[bytes, bytes, bytes]] = (),
     ) -> Head:
         """Durably append ``block`` (its records must be verified by the caller).
 
@@ -98,6 +99,8 @@ class Ledger:
         hashing every envelope again; the root check below still catches wrong hashes.
         ``policy``: the block's sharing-policy changes, written in the same transaction so
         that a crash never leaves the policy state and the chain apart.
+        ``also``: more (sub-database, key, value) puts for the same transaction (the node's
+        consensus safety state: one fsync for both).
         """
         h = block.header
         self.check_extends(h)
@@ -128,6 +131,8 @@ class Ledger:
             if policy is not None:
                 policy.write(txn, db[b"policy"])
             txn.put(_HEAD, _k(h.height) + h.hash, db=db[b"meta"])
+            for name, key, value in also:
+                txn.put(key, value, db=self.storage.db(name))
         self.head = Head(h.height, h.hash, h.tree_size)
         return self.head
 

@@ -311,13 +311,15 @@ class LedgerApp:
         """The driver wrote ``height`` durably: it no longer needs staging."""
         self._staged = [s for s in self._staged if s.block.header.height > height]
 
-    def commit_staged(self, height: int, certificate: bytes) -> Staged:
-        """Write staged block ``height`` with its policy changes, in one transaction."""
+    def commit_staged(self, height: int, certificate: bytes,
+                      also: Sequence[tuple[bytes, bytes, bytes]] = ()) -> Staged:
+        """Write staged block ``height`` with its policy changes (and ``also``'s puts: see
+        ``Ledger.commit_block``), in one transaction."""
         staged = self.staged(height)
         if staged is None:
             raise LedgerError(f"block {height} is not staged")
         self.ledger.commit_block(staged.block, certificate, record_ids=staged.ids,
-                                 leaf_hashes=staged.leaves, policy=staged.policy)
+                                 leaf_hashes=staged.leaves, policy=staged.policy, also=also)
         self.book.absorb(staged.policy)
         self.committed(height)
         return staged
