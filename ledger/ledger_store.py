@@ -138,10 +138,21 @@ class Ledger:
 
     def add_checkpoint(self, size: int, note: bytes) -> None:
         """Store a (more) signed checkpoint note for tree ``size``."""
+        self.add_checkpoints([(size, note)])
+
+    def add_checkpoints(self, notes: Sequence[tuple[int, bytes]]) -> None:
+        """Store several (size, note) in one durable transaction."""
+        puts = [self.checkpoint_put(size, note) for size, note in notes]
+        with self.storage.write() as txn:
+            for name, key, value in puts:
+                txn.put(key, value, db=self._db[name])
+
+    def checkpoint_put(self, size: int, note: bytes) -> tuple[bytes, bytes, bytes]:
+        """The (sub-database, key, value) storing a checkpoint note, for ``commit_block``'s
+        ``also``: a note written with the next block costs no fsync of its own."""
         if size > self.tree.size:
             raise UsageError(f"checkpoint for size {size} is beyond the tree ({self.tree.size})")
-        with self.storage.write() as txn:
-            txn.put(_k(size), note, db=self._db[b"checkpoints"])
+        return (b"checkpoints", _k(size), note)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -226,18 +237,18 @@ class Ledger:
                 return None
             return _U64.unpack(cursor.key())[0], bytes(cursor.value())
 
-    def receipt(self, index: int, size: int | None = None) -> bytes:
-        """A C2SP tlog-proof@v1 for record ``index`` against the checkpoint at ``size``."""
+    def receipt(self, index: int, size: int | None = None, note: bytes | None = None) -> bytes:
+        """A C2SP tlog-proof@v1 for record ``index`` against the checkpoint at ``size``
+        (``note``: that checkpoint's note, when the caller holds it)."""
         if size is None:
             latest = self.latest_checkpoint()
             if latest is None:
                 raise UsageError("no checkpoint is stored yet")
             size, note = latest
-        else:
-            stored = self.checkpoint(size)
-            if stored is None:
+        elif note is None:
+            note = self.checkpoint(size)
+            if note is None:
                 raise UsageError(f"no checkpoint is stored for tree size {size}")
-            note = stored
         proof = self.tree.inclusion_proof(index, size)
         return TlogProof(index, tuple(proof), note).to_bytes()
 

@@ -108,6 +108,7 @@ class ConsensusDriver:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consensus", daemon=True)
         self.tm = self._new_state_machine()
+        checkpoints.defer_writes = True  # written with the next block (``_commit``)
 
     # --- state machine lifecycle -------------------------------------------------------
 
@@ -133,6 +134,8 @@ class ConsensusDriver:
         self._stopped.set()
         self._inbox.put(lambda now: None)
         self._thread.join(timeout=10)
+        if self.failure is None and not self._thread.is_alive():
+            self.checkpoints.flush()
 
     # --- inputs (any thread) -----------------------------------------------------------
 
@@ -227,6 +230,7 @@ class ConsensusDriver:
                 item = self._inbox.get(timeout=max(0.0, min(wait, 0.5)))
             except queue.Empty:
                 item = None
+                self.checkpoints.flush(older_than=0.2)  # notes no block took along
             if item is not None:
                 try:
                     self._execute(item(monotonic_ms()))
@@ -285,9 +289,13 @@ class ConsensusDriver:
         started = time.perf_counter()
         if self.app.staged(action.height) is None:  # not staged by the decided() hook
             self.app.decided(action.height, action.block_id, action.block)
-        also = () if safety is None else ((b"consensus", _SAFETY_KEY, safety.state.to_bytes()),)
+        notes = self.checkpoints.unwritten()  # final notes ride along: no fsync of their own
+        also = [self.ledger.checkpoint_put(size, note) for size, note in notes]
+        if safety is not None:
+            also.append((b"consensus", _SAFETY_KEY, safety.state.to_bytes()))
         block, ids, _, _ = self.app.commit_staged(action.height, action.certificate.to_bytes(),
                                                   also)
+        self.checkpoints.written([size for size, _ in notes])
         self.board.committed(block, self.ledger.head.tree_size, ids)
         self.metrics.block_committed(block, time.perf_counter() - started)
         self.checkpoints.sign_and_share(block.header.tree_size)

@@ -308,22 +308,30 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         index = self._index(request, context)
         ledger = self.node.ledger
         size = request.tree_size or None
+        note = None
         if size is None:
-            latest = ledger.latest_checkpoint()
-            if (latest is None or latest[0] <= index) and self.node.checkpoints.wait_stored(
-                    index + 1, 5.0):  # final and acknowledged, being written
-                latest = ledger.latest_checkpoint()
+            latest = self._latest_checkpoint()
             if latest is None or latest[0] <= index:
                 _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                        f"record {index} is not yet covered by a final checkpoint; retry shortly")
-        elif not ledger.checkpoint(size):
-            self.node.checkpoints.wait_stored(size, 5.0)
+            size, note = latest
+        else:
+            note = self.node.checkpoints.note(size)
         try:
-            receipt = ledger.receipt(index, size)
+            receipt = ledger.receipt(index, size, note)
         except UsageError as exc:
             _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return node_pb2.ReceiptResponse(index=index, envelope=ledger.record(index),
                                         tlog_proof=receipt)
+
+    def _latest_checkpoint(self) -> tuple[int, bytes] | None:
+        """The latest final checkpoint: stored, or final a moment ago and not written yet
+        (notes are written with the next block)."""
+        stored = self.node.ledger.latest_checkpoint()
+        final = self.node.checkpoints.latest
+        if final is not None and (stored is None or final[0] > stored[0]):
+            return final
+        return stored
 
     def GetConsistencyProof(self, request: node_pb2.ConsistencyRequest,
                             context: grpc.ServicerContext) -> node_pb2.ConsistencyResponse:
@@ -338,16 +346,13 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
     def GetCheckpoint(self, request: node_pb2.CheckpointRequest, context: grpc.ServicerContext
                       ) -> node_pb2.CheckpointResponse:
         self._identity(context)
-        ledger = self.node.ledger
         if request.tree_size:
-            note = ledger.checkpoint(request.tree_size)
-            if note is None and self.node.checkpoints.wait_stored(request.tree_size, 5.0):
-                note = ledger.checkpoint(request.tree_size)
+            note = self.node.checkpoints.note(request.tree_size)
             if note is None:
                 _abort(context, grpc.StatusCode.NOT_FOUND,
                        f"no final checkpoint for tree size {request.tree_size}")
             return node_pb2.CheckpointResponse(note=note, tree_size=request.tree_size)
-        latest = ledger.latest_checkpoint()
+        latest = self._latest_checkpoint()
         if latest is None:
             _abort(context, grpc.StatusCode.NOT_FOUND, "no final checkpoint yet")
         return node_pb2.CheckpointResponse(note=latest[1], tree_size=latest[0])
