@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,6 +91,7 @@ class Ledger:
         record_ids: Sequence[bytes] | None = None,
         leaf_hashes: Sequence[bytes] | None = None,
         policy: PolicyChanges | None = None,
+        also: Sequence[tuple[bytes, bytes, bytes]] = (),
     ) -> Head:
         """Durably append ``block`` (its records must be verified by the caller).
 
@@ -99,6 +100,8 @@ class Ledger:
         ``policy``: the block's sharing-policy and governance changes, written in the same
         transaction so that a crash never leaves the policy or membership state and the
         chain apart.
+        ``also``: more (sub-database, key, value) puts for the same transaction (the node's
+        consensus safety state: one fsync for both).
         """
         h = block.header
         self.check_extends(h)
@@ -129,15 +132,28 @@ class Ledger:
             if policy is not None:
                 policy.write(txn, db[b"policy"], db[b"governance"])
             txn.put(_HEAD, _k(h.height) + h.hash, db=db[b"meta"])
+            for name, key, value in also:
+                txn.put(key, value, db=self.storage.db(name))
         self.head = Head(h.height, h.hash, h.tree_size)
         return self.head
 
     def add_checkpoint(self, size: int, note: bytes) -> None:
         """Store a (more) signed checkpoint note for tree ``size``."""
+        self.add_checkpoints([(size, note)])
+
+    def add_checkpoints(self, notes: Sequence[tuple[int, bytes]]) -> None:
+        """Store several (size, note) in one durable transaction."""
+        puts = [self.checkpoint_put(size, note) for size, note in notes]
+        with self.storage.write() as txn:
+            for name, key, value in puts:
+                txn.put(key, value, db=self._db[name])
+
+    def checkpoint_put(self, size: int, note: bytes) -> tuple[bytes, bytes, bytes]:
+        """The (sub-database, key, value) storing a checkpoint note, for ``commit_block``'s
+        ``also``: a note written with the next block costs no fsync of its own."""
         if size > self.tree.size:
             raise UsageError(f"checkpoint for size {size} is beyond the tree ({self.tree.size})")
-        with self.storage.write() as txn:
-            txn.put(_k(size), note, db=self._db[b"checkpoints"])
+        return (b"checkpoints", _k(size), note)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -192,6 +208,13 @@ class Ledger:
         value = self._get(b"record_ids", rid)
         return None if value is None else _U64.unpack(value)[0]
 
+    def indices_of(self, rids: Iterable[bytes]) -> list[int | None]:
+        """``index_of`` for many ids, from one read snapshot (a block's or a batch's)."""
+        db = self._db[b"record_ids"]
+        with self.storage.read() as txn:
+            values = [txn.get(rid, db=db) for rid in rids]
+        return [None if v is None else _U64.unpack(v)[0] for v in values]
+
     def block(self, height: int) -> Block:
         value = self._get(b"blocks", _k(height))
         if value is None:
@@ -215,18 +238,18 @@ class Ledger:
                 return None
             return _U64.unpack(cursor.key())[0], bytes(cursor.value())
 
-    def receipt(self, index: int, size: int | None = None) -> bytes:
-        """A C2SP tlog-proof@v1 for record ``index`` against the checkpoint at ``size``."""
+    def receipt(self, index: int, size: int | None = None, note: bytes | None = None) -> bytes:
+        """A C2SP tlog-proof@v1 for record ``index`` against the checkpoint at ``size``
+        (``note``: that checkpoint's note, when the caller holds it)."""
         if size is None:
             latest = self.latest_checkpoint()
             if latest is None:
                 raise UsageError("no checkpoint is stored yet")
             size, note = latest
-        else:
-            stored = self.checkpoint(size)
-            if stored is None:
+        elif note is None:
+            note = self.checkpoint(size)
+            if note is None:
                 raise UsageError(f"no checkpoint is stored for tree size {size}")
-            note = stored
         proof = self.tree.inclusion_proof(index, size)
         return TlogProof(index, tuple(proof), note).to_bytes()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from google.protobuf.message import DecodeError
 
@@ -116,11 +117,12 @@ class Envelope:
             raise FormatError("record envelope has a wrong length or trailing bytes")
         return body, data[pos + 2 : pos + 34], data[pos + 36 :]
 
-    @property
+    @cached_property
     def record_id(self) -> bytes:
+        """Computed once per envelope (a node asks for it at every step of a record)."""
         return record_id(self.body)
 
-    @property
+    @cached_property
     def leaf_hash(self) -> bytes:
         return merkle.leaf_hash(self.raw)
 

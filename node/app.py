@@ -108,6 +108,9 @@ class LedgerApp:
         self._on_refused = on_refused
         self.log = log if log is not None else get_logger("app")
         self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
+        self._parsed: dict[bytes, tuple[Block, list[tuple[bytes, bytes]]]] = {}
+        """Blocks validated on the current tip, parsed, with (leaf hash, record id) of each
+        record: ``decided`` reuses them instead of parsing and hashing the block again."""
         self._changes: dict[bytes, PolicyView] = {}
         """Policy views of blocks proposed or validated on the current tip, by block id:
         ``decided`` takes their changes instead of decoding the records again."""
@@ -123,6 +126,7 @@ class LedgerApp:
         self._staged = []
         self._verdicts.clear()
         self._changes.clear()
+        self._parsed.clear()
 
     @property
     def tip_height(self) -> int:
@@ -149,18 +153,21 @@ class LedgerApp:
             time_ms = max(time_ms, tip.header.time_ms)
         view = self.policy_view()
         envelopes = self._admissible(view, taken, time_ms)
-        block = build_block(self.network, tip.header, tip.hash, envelopes, tip.frontier.copy(),
-                            time_ms, self.proposer if isinstance(self.proposer, bytes)
+        block = build_block(self.network, tip.header, tip.hash, [e.raw for e in envelopes],
+                            tip.frontier.copy(), time_ms,
+                            self.proposer if isinstance(self.proposer, bytes)
                             else self.proposer(height))
         self._remember(block.hash, True)
         self._changes[block.hash] = view
+        self._keep_parsed(block, [(e.leaf_hash, e.record_id) for e in envelopes])
         return block.to_bytes()
 
-    def _admissible(self, view: PolicyView, taken: list[Envelope], time_ms: int) -> list[bytes]:
+    def _admissible(self, view: PolicyView, taken: list[Envelope], time_ms: int
+                    ) -> list[Envelope]:
         """The records the policy lets in at ``time_ms``, applied to ``view`` in order; the
         others (e.g. their agreement expired while they waited) leave the mempool and
         their submitters are told why."""
-        kept: list[bytes] = []
+        kept: list[Envelope] = []
         refused: list[tuple[bytes, str]] = []
         for envelope in taken:
             try:
@@ -168,7 +175,7 @@ class LedgerApp:
             except LedgerError as exc:
                 refused.append((envelope.record_id, str(exc)))
                 continue
-            kept.append(envelope.raw)
+            kept.append(envelope)
         if refused:
             self.mempool.remove(rid for rid, _ in refused)
             self._on_refused(refused)
@@ -234,9 +241,10 @@ class LedgerApp:
         frontier = tip.frontier.copy()
         view = self.policy_view()  # roles and record keys of the membership at this height
         facts: list[PolicyFacts] = []
-        for raw, (leaf, rid) in zip(block.envelopes,
-                                    self.mempool.verify_for_block(block.envelopes), strict=True):
-            if rid in seen or self.ledger.index_of(rid) is not None:
+        checked = self.mempool.verify_for_block(block.envelopes)
+        committed = self.ledger.indices_of([rid for _, rid in checked])
+        for raw, (leaf, rid), index in zip(block.envelopes, checked, committed, strict=True):
+            if rid in seen or index is not None:
                 return "duplicate record"
             seen.add(rid)
             frontier.append(leaf)
@@ -248,7 +256,15 @@ class LedgerApp:
         except VerificationError as exc:
             return f"sharing policy: {exc}"
         self._changes[block.hash] = view
+        self._keep_parsed(block, checked)
         return None
+
+    def _keep_parsed(self, block: Block, checked: list[tuple[bytes, bytes]]) -> None:
+        """Keyed by block id, which binds the records (the header holds their tree root,
+        checked against them before this is called)."""
+        if len(self._parsed) >= 16:  # a few rounds' proposals at one height at most
+            self._parsed.clear()
+        self._parsed[block.hash] = (block, checked)
 
     def _facts(self, record: bytes | Envelope, leaf: bytes, view: PolicyView) -> PolicyFacts:
         """A record's policy facts: cached by the mempool when it verified the record,
@@ -272,8 +288,12 @@ class LedgerApp:
         """Stage a decided block as the new tip (durable commit follows in order)."""
         if height != self._tip.height + 1:
             return  # already staged (or applied by catch-up)
-        parsed = Block.from_bytes(block, self.limits)
-        checked = self.mempool.verify_for_block(parsed.envelopes)
+        known = self._parsed.get(block_id)
+        if known is not None:  # validated or proposed here: parsed and hashed once
+            parsed, checked = known
+        else:
+            parsed = Block.from_bytes(block, self.limits)
+            checked = self.mempool.verify_for_block(parsed.envelopes)
         self._tip.frontier.extend(leaf for leaf, _ in checked)
         self._tip = _Tip(parsed.header, parsed.hash, self._tip.frontier, height)
         ids = tuple(rid for _, rid in checked)
@@ -285,9 +305,10 @@ class LedgerApp:
                                         self._staged_policy(),
                                         tree_size=parsed.header.tree_size))
         self._staged.append(Staged(parsed, ids, leaves, policy))
-        self.mempool.remove(ids, leaves)
+        self.mempool.remove(ids, leaves, decided=True)
         self._verdicts.clear()
         self._changes.clear()
+        self._parsed.clear()
 
     def staged(self, height: int) -> Staged | None:
         """A decided block not yet written."""
@@ -297,14 +318,15 @@ class LedgerApp:
         """The driver wrote ``height`` durably: it no longer needs staging."""
         self._staged = [s for s in self._staged if s.block.header.height > height]
 
-    def commit_staged(self, height: int, certificate: bytes) -> Staged:
-        """Write staged block ``height`` with its policy and governance changes, in one
-        transaction."""
+    def commit_staged(self, height: int, certificate: bytes,
+                      also: Sequence[tuple[bytes, bytes, bytes]] = ()) -> Staged:
+        """Write staged block ``height`` with its policy and governance changes (and
+        ``also``'s puts: see ``Ledger.commit_block``), in one transaction."""
         staged = self.staged(height)
         if staged is None:
             raise LedgerError(f"block {height} is not staged")
         self.ledger.commit_block(staged.block, certificate, record_ids=staged.ids,
-                                 leaf_hashes=staged.leaves, policy=staged.policy)
+                                 leaf_hashes=staged.leaves, policy=staged.policy, also=also)
         self.book.absorb(staged.policy)
         self.committed(height)
         return staged

@@ -16,6 +16,7 @@ one in force: after a change, the empty block ending at T_i is not signed again.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -57,6 +58,11 @@ class CheckpointCollector:
         """Called (without blocking) after each final checkpoint is stored: witness feeds."""
         self.latest = ledger.latest_checkpoint()
         self.final_size = 0 if self.latest is None else self.latest[0]
+        self.defer_writes = False
+        """Set by the consensus driver: final notes are written with the next block (or
+        the driver's next idle moment) instead of in a durable write of their own."""
+        self._unwritten: dict[int, bytes] = {}
+        self._unwritten_since = 0.0
 
     def signers(self, size: int) -> tuple[dict[tuple[str, bytes], VerifierKey], int]:
         """The validator keys (by note key name and id) that sign ``size``, and how many
@@ -139,18 +145,60 @@ class CheckpointCollector:
         return False
 
     def _store(self, size: int, sigs: list[NoteSignature]) -> None:
-        """Write the final note (durably, outside the lock), then wake the waiters."""
+        """Wake the waiters with the final note, then have it written: now (outside the
+        lock), or with the driver's next block when ``defer_writes``.
+
+        Acknowledgements need the note, not its copy on this disk: the records it covers
+        are durable already (their block was written before this node signed), and the
+        note proves itself with its quorum of signatures. Writing it first, in a durable
+        write of its own, put one more fsync on every acknowledgement's path. Reads serve
+        an unwritten note from memory (``note``, ``latest``); a crash loses at most notes
+        that every other validator stores too, and the next block brings a newer one."""
         note = checkpoint_note(self._checkpoint(size), sorted(sigs, key=lambda s: s.name))
-        self.ledger.add_checkpoint(size, note)
         with self._cond:
             if size >= self.final_size:
                 self.final_size = size
                 self.latest = (size, note)
             for old in [s for s in self._signatures if s < size - 1000]:
                 del self._signatures[old]
+            if not self._unwritten:
+                self._unwritten_since = time.monotonic()
+            self._unwritten[size] = note
             self._cond.notify_all()
+        if not self.defer_writes:
+            self.flush()
+
+    def unwritten(self) -> list[tuple[int, bytes]]:
+        """Final notes not in the store yet (they stay listed until ``written``)."""
+        with self._cond:
+            return sorted(self._unwritten.items())
+
+    def written(self, sizes: Sequence[int]) -> None:
+        """The notes for ``sizes`` are durably stored now."""
+        if not sizes:
+            return
+        with self._cond:
+            for size in sizes:
+                self._unwritten.pop(size, None)
         for listener in self.listeners:
             listener()
+
+    def flush(self, older_than: float = 0.0) -> None:
+        """Write every unwritten final note now, in one durable transaction (only if the
+        first became final more than ``older_than`` seconds ago)."""
+        with self._cond:
+            if time.monotonic() - self._unwritten_since < older_than:
+                return
+        notes = self.unwritten()
+        if notes:
+            self.ledger.add_checkpoints(notes)
+            self.written([size for size, _ in notes])
+
+    def note(self, size: int) -> bytes | None:
+        """The final note for tree ``size``, stored or not yet."""
+        with self._cond:
+            note = self._unwritten.get(size)
+        return note if note is not None else self.ledger.checkpoint(size)
 
     def wait_final(self, min_size: int, timeout: float) -> tuple[int, bytes] | None:
         """The latest final checkpoint once it covers ``min_size`` leaves, or None."""

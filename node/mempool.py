@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import merkle
+from ledger.errors import LedgerError
 from ledger.limits import Limits
 from ledger.policy import PolicyFacts, facts_of
 from ledger.records import Envelope, Keyring, Record, verify_envelope
@@ -34,6 +35,9 @@ class DuplicateRecord(Exception):
 class MempoolConfig:
     max_records: int = 100_000
     max_bytes: int = 256 << 20
+    recent_removed: int = 16_384
+    """Ids of records removed for a decided block, remembered until the block is surely
+    on disk: a late gossip copy or a client's retry is refused, not queued again."""
 
 
 class Mempool:
@@ -46,18 +50,22 @@ class Mempool:
         limits: Limits,
         config: MempoolConfig,
         committed_index: Callable[[bytes], int | None],
+        committed_indices: Callable[[Sequence[bytes]], list[int | None]] | None = None,
     ) -> None:
         self._network = network
         self._keyring = keyring
         self._limits = limits
         self._config = config
         self._committed_index = committed_index
+        self._committed_indices = committed_indices or (
+            lambda rids: [committed_index(rid) for rid in rids])
         self._pending: OrderedDict[bytes, Envelope] = OrderedDict()
         self._bytes = 0
         # leaf hash -> (record id, policy facts) of envelopes whose signature verified: a
         # block's records are recognised by hashing their bytes, without parsing,
         # verifying or decoding them again.
         self._verified: OrderedDict[bytes, tuple[bytes, PolicyFacts]] = OrderedDict()
+        self._removed: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
         self.arrived = threading.Condition(self._lock)
 
@@ -103,15 +111,58 @@ class Mempool:
         index = self._committed_index(rid)
         if index is not None:
             raise DuplicateRecord(f"record {rid.hex()[:16]} is already committed", index)
+        self._queue(record)
+        return record
+
+    def _queue(self, record: Record) -> None:
+        rid, size = record.record_id, len(record.envelope.raw)
         with self._lock:
-            if rid in self._pending:
-                raise DuplicateRecord(f"record {rid.hex()[:16]} is already pending")
-            self._check_room(len(raw))
+            self._refuse_known(rid)
+            self._check_room(size)
             self._pending[rid] = record.envelope
-            self._bytes += len(raw)
+            self._bytes += size
             self._remember_verified(record)
             self.arrived.notify_all()
-        return record
+
+    def add_gossiped(self, raws: Sequence[bytes]) -> tuple[int, list[LedgerError]]:
+        """A batch of records a peer gossiped: (how many were queued, the bad ones' errors).
+
+        Unlike ``add``, duplicates are recognised *before* the signature check: under load
+        a block often brings a record before the gossip copy does, and checking that copy
+        again (an Ed25519 verification, the costliest step per record) is wasted. Known
+        records and those that do not fit (``MempoolFull``: gossip is best effort, they
+        come back in blocks) are skipped; the committed index is read once per batch.
+        """
+        errors: list[LedgerError] = []
+        envelopes: list[Envelope] = []
+        for raw in raws:
+            try:
+                envelopes.append(Envelope.from_bytes(raw, self._limits))
+            except LedgerError as exc:
+                errors.append(exc)
+        with self._lock:
+            fresh = [e for e in envelopes
+                     if e.record_id not in self._pending and e.record_id not in self._removed]
+        queued = 0
+        committed = self._committed_indices([e.record_id for e in fresh])
+        for envelope, index in zip(fresh, committed, strict=True):
+            if index is not None:
+                continue
+            try:
+                self._queue(verify_envelope(envelope, self._keyring, self._network))
+            except (DuplicateRecord, MempoolFull):
+                continue
+            except LedgerError as exc:
+                errors.append(exc)
+                continue
+            queued += 1
+        return queued, errors
+
+    def _refuse_known(self, rid: bytes) -> None:
+        if rid in self._pending:
+            raise DuplicateRecord(f"record {rid.hex()[:16]} is already pending")
+        if rid in self._removed:
+            raise DuplicateRecord(f"record {rid.hex()[:16]} is already in a decided block")
 
     def _check_room(self, size: int) -> None:
         if len(self._pending) >= self._config.max_records:
@@ -138,14 +189,20 @@ class Mempool:
                 total += len(envelope.raw)
         return out
 
-    def remove(self, record_ids: Iterable[bytes], leaf_hashes: Iterable[bytes] = ()) -> None:
-        """Drop records that were committed, and their cached verdicts (the ledger's
-        record-id index refuses them from now on)."""
+    def remove(self, record_ids: Iterable[bytes], leaf_hashes: Iterable[bytes] = (),
+               decided: bool = False) -> None:
+        """Drop records that were committed or refused, and their cached verdicts (the
+        ledger's record-id index refuses committed ones from now on). ``decided``: they
+        are in a decided block not yet on disk; until it is, they are refused here."""
         with self._lock:
             for rid in record_ids:
                 envelope = self._pending.pop(rid, None)
                 if envelope is not None:
                     self._bytes -= len(envelope.raw)
+                if decided:
+                    self._removed[rid] = None
+            while len(self._removed) > self._config.recent_removed:
+                self._removed.popitem(last=False)
             for leaf in leaf_hashes:
                 self._verified.pop(leaf, None)
 

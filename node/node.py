@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
@@ -36,7 +37,7 @@ from node.config import NodeConfig, read_signing_key
 from node.explorer.server import ExplorerServer
 from node.logging_setup import get_logger
 from node.memberships import MembershipSource, NodeMemberships
-from node.mempool import DuplicateRecord, Mempool, MempoolConfig, MempoolFull
+from node.mempool import Mempool, MempoolConfig
 from node.metrics import Metrics
 from node.offledger import DeliveryStore
 from node.peers import PeerAddress, PeerLink, PeerNetwork
@@ -79,7 +80,7 @@ class Node:
         self.metrics = Metrics()
         self.mempool_config = MempoolConfig(config.mempool.max_records, config.mempool.max_bytes)
         self.mempool = Mempool(self.network, current.keyring(), self.limits,
-                               self.mempool_config, self.ledger.index_of)
+                               self.mempool_config, self.ledger.index_of, self.ledger.indices_of)
         self.board = CommitBoard(self.ledger.tree.size, self.ledger.head.height)
         self._tls = (config.keys.tls_cert.read_bytes(), config.keys.tls_key.read_bytes())
         self.peers = PeerNetwork([
@@ -367,8 +368,7 @@ class Node:
         driver = self.driver
         if kind == "records":
             if driver is not None:
-                for raw in message.records.envelopes:
-                    self._admit_gossiped(raw)
+                self._admit_gossiped(message.records.envelopes)
         elif kind == "checkpoint_signature":
             sig = message.checkpoint_signature
             self.checkpoints.add(sig.tree_size, sig.signature_line)
@@ -400,12 +400,9 @@ class Node:
         elif kind == "block":
             driver.on_block(message.block.height, message.block.block)
 
-    def _admit_gossiped(self, raw: bytes) -> None:
-        try:
-            self.mempool.add(raw)
-        except (DuplicateRecord, MempoolFull):
-            pass
-        except LedgerError as exc:
+    def _admit_gossiped(self, raws: Sequence[bytes]) -> None:
+        _, errors = self.mempool.add_gossiped(raws)
+        for exc in errors:
             self.log.warning("peer gossiped a bad record", error=str(exc))
 
     def _on_commit(self, sender: str, commit: node_pb2.CommittedBlock) -> None:

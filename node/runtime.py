@@ -108,6 +108,7 @@ class ConsensusDriver:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consensus", daemon=True)
         self.tm = self._new_state_machine()
+        checkpoints.defer_writes = True  # written with the next block (``_commit``)
 
     # --- state machine lifecycle -------------------------------------------------------
 
@@ -135,6 +136,8 @@ class ConsensusDriver:
         self._stopped.set()
         self._inbox.put(lambda now: None)
         self._thread.join(timeout=10)
+        if self.failure is None and not self._thread.is_alive():
+            self.checkpoints.flush()
 
     # --- inputs (any thread) -----------------------------------------------------------
 
@@ -229,6 +232,7 @@ class ConsensusDriver:
                 item = self._inbox.get(timeout=max(0.0, min(wait, 0.5)))
             except queue.Empty:
                 item = None
+                self.checkpoints.flush(older_than=0.2)  # notes no block took along
             if item is not None:
                 try:
                     self._execute(item(monotonic_ms()))
@@ -245,16 +249,18 @@ class ConsensusDriver:
             self._execute(self.tm.handle(TimeoutExpired(timer.timeout, now)))
 
     def _execute(self, actions: list[Action] | None) -> None:
-        for action in actions or ():
+        for action in _coalesce(actions or []):
             try:
                 self._do(action)
             except Exception:  # one bad action must not kill consensus
                 self.log.exception("consensus action failed", action=type(action).__name__)
-                if isinstance(action, (PersistSafety, CommitBlock)):
+                if isinstance(action, (PersistSafety, CommitBlock, _CommitWithSafety)):
                     raise  # durability failed: stop rather than risk safety
 
-    def _do(self, action: Action) -> None:
-        if isinstance(action, PersistSafety):
+    def _do(self, action: Action | _CommitWithSafety) -> None:
+        if isinstance(action, _CommitWithSafety):
+            self._commit(action.commit, action.safety)
+        elif isinstance(action, PersistSafety):
             with self.ledger.storage.write() as txn:  # synced before the vote is sent
                 txn.put(_SAFETY_KEY, action.state.to_bytes(),
                         db=self.ledger.storage.db(b"consensus"))
@@ -276,14 +282,22 @@ class ConsensusDriver:
         elif isinstance(action, ReportEvidence):
             self._store_evidence(action)
 
-    def _commit(self, action: CommitBlock) -> None:
+    def _commit(self, action: CommitBlock, safety: PersistSafety | None = None) -> None:
         if action.height <= self.ledger.head.height:
             self.app.committed(action.height)  # catch-up applied it already
+            if safety is not None:
+                self._do(safety)
             return
         started = time.perf_counter()
         if self.app.staged(action.height) is None:  # not staged by the decided() hook
             self.app.decided(action.height, action.block_id, action.block)
-        block, ids, _, _ = self.app.commit_staged(action.height, action.certificate.to_bytes())
+        notes = self.checkpoints.unwritten()  # final notes ride along: no fsync of their own
+        also = [self.ledger.checkpoint_put(size, note) for size, note in notes]
+        if safety is not None:
+            also.append((b"consensus", _SAFETY_KEY, safety.state.to_bytes()))
+        block, ids, _, _ = self.app.commit_staged(action.height, action.certificate.to_bytes(),
+                                                  also)
+        self.checkpoints.written([size for size, _ in notes])
         self.memberships.refresh()
         self.board.committed(block, self.ledger.head.tree_size, ids)
         self.metrics.block_committed(block, time.perf_counter() - started)
@@ -308,3 +322,45 @@ class ConsensusDriver:
         self.metrics.evidence.inc()
         self.log.warning("equivocation detected", height=evidence.height,
                          validator=evidence.validator.hex()[:16])
+
+
+@dataclass(frozen=True)
+class _CommitWithSafety:
+    """A block commit that also writes the safety state, in its transaction."""
+
+    commit: CommitBlock
+    safety: PersistSafety
+
+
+_SENDS = (BroadcastVote, BroadcastProposal, SendCommit, RequestBlock)
+
+
+def _coalesce(actions: list[Action]) -> list[Action | _CommitWithSafety]:
+    """The same actions with one durable write where they had several.
+
+    When one input makes the machine sign more than once (prevote and precommit; decide
+    height h and propose at h+1), only the last ``PersistSafety`` of the list is written,
+    in the transaction of the list's last block commit if there is one; every message the
+    list sends goes out after that write, in its original order. Safe: that state is the
+    latest signed position, which covers every message signed before it (never sign at or
+    below it again), and a later height's state comes with or after its block on disk.
+    Sending later than strictly needed is always allowed.
+    """
+    last = max((i for i, a in enumerate(actions) if isinstance(a, PersistSafety)), default=-1)
+    head = actions[:max(last, 0)]
+    if not any(isinstance(a, (PersistSafety, CommitBlock)) for a in head):
+        return list(actions)
+    safety = actions[last]
+    assert isinstance(safety, PersistSafety)
+    local: list[Action | _CommitWithSafety] = [
+        a for a in head if not isinstance(a, (PersistSafety, *_SENDS))]
+    commit = next((i for i in reversed(range(len(local)))
+                   if isinstance(local[i], CommitBlock)), None)
+    if commit is None:
+        local.append(safety)
+    else:
+        block = local[commit]
+        assert isinstance(block, CommitBlock)
+        local[commit] = _CommitWithSafety(block, safety)
+    return local + [a for a in head if isinstance(a, _SENDS)] + actions[last + 1:]
+

@@ -309,17 +309,30 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         index = self._index(request, context)
         ledger = self.node.ledger
         size = request.tree_size or None
+        note = None
         if size is None:
-            latest = ledger.latest_checkpoint()
+            latest = self._latest_checkpoint()
             if latest is None or latest[0] <= index:
                 _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                        f"record {index} is not yet covered by a final checkpoint; retry shortly")
+            size, note = latest
+        else:
+            note = self.node.checkpoints.note(size)
         try:
-            receipt = ledger.receipt(index, size)
+            receipt = ledger.receipt(index, size, note)
         except UsageError as exc:
             _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return node_pb2.ReceiptResponse(index=index, envelope=ledger.record(index),
                                         tlog_proof=receipt)
+
+    def _latest_checkpoint(self) -> tuple[int, bytes] | None:
+        """The latest final checkpoint: stored, or final a moment ago and not written yet
+        (notes are written with the next block)."""
+        stored = self.node.ledger.latest_checkpoint()
+        final = self.node.checkpoints.latest
+        if final is not None and (stored is None or final[0] > stored[0]):
+            return final
+        return stored
 
     def GetConsistencyProof(self, request: node_pb2.ConsistencyRequest,
                             context: grpc.ServicerContext) -> node_pb2.ConsistencyResponse:
@@ -334,14 +347,13 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
     def GetCheckpoint(self, request: node_pb2.CheckpointRequest, context: grpc.ServicerContext
                       ) -> node_pb2.CheckpointResponse:
         self._identity(context)
-        ledger = self.node.ledger
         if request.tree_size:
-            note = ledger.checkpoint(request.tree_size)
+            note = self.node.checkpoints.note(request.tree_size)
             if note is None:
                 _abort(context, grpc.StatusCode.NOT_FOUND,
                        f"no final checkpoint for tree size {request.tree_size}")
             return node_pb2.CheckpointResponse(note=note, tree_size=request.tree_size)
-        latest = ledger.latest_checkpoint()
+        latest = self._latest_checkpoint()
         if latest is None:
             _abort(context, grpc.StatusCode.NOT_FOUND, "no final checkpoint yet")
         return node_pb2.CheckpointResponse(note=latest[1], tree_size=latest[0])
@@ -409,10 +421,29 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         book = self.node.policy.governance
         height, state = book.height, book.state
         try:
-            chain = build_chain(self.node.ledger, self.node.network, state.transitions)
+            chain = build_chain(_WithUnwrittenNotes(self.node), self.node.network,
+                                state.transitions)
         except LedgerError as exc:  # e.g. T_i's checkpoint not final yet: retry shortly
             _abort(context, grpc.StatusCode.UNAVAILABLE, f"membership chain: {exc}")
         return node_pb2.MembershipChainResponse(chain=chain, height=height)
+
+
+class _WithUnwrittenNotes:
+    """The node's ledger for ``build_chain``, with final checkpoint notes the consensus
+    driver has not written yet (they ride along with its next block)."""
+
+    def __init__(self, node: Node) -> None:
+        self._ledger, self._checkpoints = node.ledger, node.checkpoints
+
+    def index_of(self, rid: bytes) -> int | None:
+        return self._ledger.index_of(rid)
+
+    def record(self, index: int) -> bytes:
+        return self._ledger.record(index)
+
+    def receipt(self, index: int, size: int | None = None) -> bytes:
+        note = self._checkpoints.note(size) if size is not None else None
+        return self._ledger.receipt(index, size, note)
 
 
 def _agreement_info(state: AgreementState, now_ms: int) -> node_pb2.AgreementInfo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.errors import SignatureError
+from ledger.errors import FormatError, SignatureError
 from ledger.keys import SigningKey
 from ledger.limits import DEFAULT_LIMITS
 from ledger.records import Keyring, sign_record
@@ -61,3 +61,48 @@ def test_block_records_verified_once_unknown_ones_checked() -> None:
         pool.verify_for_block([_raw(3, STRANGER)])
     # After state sync's certificate check, signatures are not re-checked, only parsed.
     assert len(pool.verify_for_block([_raw(3, STRANGER)], check_signatures=False)) == 1
+
+
+def test_gossiped_duplicates_are_recognised_before_the_signature_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.mempool as mempool_module
+
+    record_committed, record_decided, record_pending = _raw(1), _raw(2), _raw(3)
+    committed_id = mempool_module.Envelope.from_bytes(record_committed).record_id
+    lookups: list[list[bytes]] = []
+
+    def indices(rids: list[bytes]) -> list[int | None]:
+        lookups.append(list(rids))
+        return [0 if rid == committed_id else None for rid in rids]
+
+    pool = Mempool(NET, Keyring([KEY.verifier]), DEFAULT_LIMITS,
+                   MempoolConfig(max_records=10, max_bytes=1 << 20),
+                   {committed_id: 0}.get, indices)
+    decided = pool.add(record_decided)
+    pool.remove([decided.record_id], [decided.envelope.leaf_hash], decided=True)
+    assert pool.add_gossiped([record_pending]) == (1, [])
+    checks: list[bytes] = []
+    real = mempool_module.verify_envelope
+    monkeypatch.setattr(mempool_module, "verify_envelope",
+                        lambda env, *a: checks.append(env.raw) or real(env, *a))
+    # Committed, in a decided block not yet written, or pending: skipped without a check,
+    # the committed index read once for the batch (pending and decided ones not even that).
+    lookups.clear()
+    assert pool.add_gossiped([record_committed, record_decided, record_pending]) == (0, [])
+    assert checks == [] and len(pool) == 1 and lookups == [[committed_id]]
+    with pytest.raises(DuplicateRecord, match="decided block"):
+        pool.add(record_decided)
+    checks.clear()
+    # New records are checked once and queued; bad ones (bad signature, not even an
+    # envelope) are reported and the rest of the batch still goes in.
+    queued, errors = pool.add_gossiped([_raw(4), _raw(5, STRANGER), b"\xff\x00", _raw(6)])
+    assert queued == 2 and checks == [_raw(4), _raw(5, STRANGER), _raw(6)]
+    assert [type(e) for e in errors] == [FormatError, SignatureError]
+    assert len(pool) == 3
+
+
+def test_refused_records_may_come_back() -> None:
+    pool = _pool(max_records=10)
+    record = pool.add(_raw(1))
+    pool.remove([record.record_id])  # refused by the policy, not decided
+    assert pool.add(_raw(1)).record_id == record.record_id
