@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ledger.records import Envelope
 from node.client import Ack, ApiError
-from node.localnet import generate
+from node.localnet import LocalNetwork, generate
 from tests.faults.checker import AckChecker
 from tests.faults.proxy import ProxyMesh
 from tests.integration.cluster import NETWORK, Cluster, _fast_timeouts, free_port_range
@@ -99,15 +99,28 @@ class FaultCluster(Cluster):
         return (self.node(agency).config_path.parent / "node.log").read_text(errors="replace")
 
 
+def _mesh_beside(net: LocalNetwork, *reserved: range) -> ProxyMesh:
+    """A proxy mesh whose ports (the kernel's choice) are none of the nodes' ports: the
+    nodes bind theirs only when they start, so a proxy could take one first and a client
+    meant for that node would reach the proxy's target instead (a TLS name mismatch)."""
+    taken = {port for ports in reserved for port in ports}
+    for _ in range(20):
+        mesh = ProxyMesh({n.agency: n.address for n in net.nodes})
+        if not any(link.port in taken for link in mesh.links.values()):
+            return mesh
+        mesh.close()
+    raise RuntimeError("no proxy ports apart from the nodes' ports on 127.0.0.1")
+
+
 @contextmanager
 def fault_cluster(folder: Path, *, start: bool = True) -> Iterator[FaultCluster]:
     """A local network whose peer links all pass through a ``ProxyMesh``."""
     base = free_port_range(5)
-    metrics = free_port_range(5)
+    metrics = free_port_range(5, avoid=range(base, base + 5))
     net = generate(folder, 4, base, NETWORK, datetime.now(UTC), os.urandom,
                    metrics_base_port=metrics)
     _fast_timeouts(net)
-    mesh = ProxyMesh({n.agency: n.address for n in net.nodes})
+    mesh = _mesh_beside(net, range(base, base + 5), range(metrics, metrics + 5))
     for node in net.nodes:  # dial every peer through the proxy of that directed link
         text = node.config_path.read_text()
         for peer in net.nodes:

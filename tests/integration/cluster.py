@@ -24,13 +24,14 @@ from proto import ledger_pb2
 NETWORK = "test.shadow-ledger.example/v1"
 
 
-def free_port_range(count: int) -> int:
-    """A base port with ``count`` free consecutive ports (best effort, loopback only)."""
+def free_port_range(count: int, avoid: range = range(0)) -> int:
+    """A base port with ``count`` free consecutive ports, none of them in ``avoid`` (ports
+    chosen earlier and not bound yet); best effort, loopback only."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base: int = s.getsockname()[1]
-        if base + count >= 65000:
+        if base + count >= 65000 or any(base + i in avoid for i in range(count)):
             continue
         if all(_free(base + i) for i in range(count)):
             return base
@@ -162,7 +163,7 @@ def submit_records(cluster: Cluster, agency: str, start: int, count: int) -> lis
 @contextmanager
 def running_cluster(folder: Path, start: list[str] | None = None) -> Iterator[Cluster]:
     base = free_port_range(5)
-    metrics = free_port_range(5)
+    metrics = free_port_range(5, avoid=range(base, base + 5))
     net = generate(folder, 4, base, NETWORK, datetime.now(UTC), os.urandom,
                    metrics_base_port=metrics)
     _fast_timeouts(net)

@@ -61,7 +61,8 @@ def validator_skey(cluster: Cluster, agency: str) -> SigningKey:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("gov") / "net"
-    base, metrics = free_port_range(8), free_port_range(8)
+    base = free_port_range(8)
+    metrics = free_port_range(8, avoid=range(base, base + 8))
     net = generate(folder, 7, base, NETWORK, datetime.now(UTC), os.urandom,
                    metrics_base_port=metrics)
     genesis = Genesis.from_bytes(net.genesis_path.read_bytes())

@@ -19,8 +19,9 @@ from tests.integration.cluster import free_port_range
 
 def test_validators_not_in_the_config_are_dialed_at_the_membership_address(
         tmp_path: Path) -> None:
-    net = generate(tmp_path / "net", 4, free_port_range(5), "test.example/v1",
-                   datetime.now(UTC), os.urandom, metrics_base_port=free_port_range(5))
+    base = free_port_range(5)
+    net = generate(tmp_path / "net", 4, base, "test.example/v1", datetime.now(UTC),
+                   os.urandom, metrics_base_port=free_port_range(5, avoid=range(base, base + 5)))
     genesis = Genesis.from_bytes(net.genesis_path.read_bytes())
     addressed = tuple(replace(v, address=f"127.0.0.1:{23000 + i}")
                       for i, v in enumerate(genesis.validators))
