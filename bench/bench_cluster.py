@@ -1,7 +1,7 @@
 """Cluster benchmark: a real 4-validator network on 127.0.0.1, side by side with etcd.
 
     python -m bench.bench_cluster                 # full: 30 s per phase, 16 clients
-    python -m bench.bench_cluster --quick         # smoke: 6 s per phase, 4 clients
+    python -m bench.bench_cluster --quick         # smoke: 3 s per phase, 4 clients
     python -m bench.bench_cluster --soak          # + half-peak run of 600 s, RSS every 10 s
     python -m bench.bench_cluster --duration 60 --clients 16 --window 256 --no-etcd
 
@@ -88,7 +88,7 @@ class Settings:
 
 FULL = Settings(duration=30.0, warmup=5.0, clients=16, window=256, max_rate=10_000,
                 drain_timeout=60.0, sample_interval=2.0, etcd_sweep=(32, 8))
-QUICK = Settings(duration=6.0, warmup=2.0, clients=4, window=64, max_rate=4_000,
+QUICK = Settings(duration=3.0, warmup=1.0, clients=4, window=64, max_rate=4_000,
                  drain_timeout=20.0, sample_interval=1.0)
 
 

@@ -76,10 +76,13 @@ class Cluster:
         return proc.wait(timeout=30)
 
     def stop_all(self) -> None:
-        for agency in list(self.procs):
-            proc = self.procs.pop(agency)
+        """SIGTERM to every node first, then wait for each: the nodes shut down side by
+        side (each takes a few seconds: gRPC grace, thread joins)."""
+        procs = [self.procs.pop(agency) for agency in list(self.procs)]
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
