@@ -7,7 +7,9 @@ import threading
 from typing import Any
 
 from ledger.checkpoint import Checkpoint
+from ledger.genesis import Validator
 from ledger.keys import SigningKey
+from ledger.membership import Membership
 from ledger.note import signature_for
 from node.checkpoints import CheckpointCollector
 
@@ -20,6 +22,7 @@ def _key(i: int) -> SigningKey:
 
 KEYS = [_key(i) for i in range(4)]
 ROOT = b"\x05" * 32
+MEMBERSHIP = Membership(tuple(Validator(k.verifier) for k in KEYS), ())
 
 
 class _Tree:
@@ -60,8 +63,8 @@ def _line(key: SigningKey, size: int) -> str:
 
 
 def _collector(ledger: _SlowLedger) -> CheckpointCollector:
-    return CheckpointCollector(NET, [k.verifier for k in KEYS], 3, ledger,  # type: ignore[arg-type]
-                               _Peers(), None, log=None)  # type: ignore[arg-type]
+    return CheckpointCollector(NET, lambda size: MEMBERSHIP, ledger,  # type: ignore[arg-type]
+                               _Peers(), (), log=None)  # type: ignore[arg-type]
 
 
 def test_final_note_reaches_waiters_before_it_is_written() -> None:

@@ -83,6 +83,9 @@ class FakeLedger:
     def add_checkpoint(self, size: int, note: bytes) -> None:
         self.notes[size] = note
 
+    def add_checkpoints(self, notes: list[tuple[int, bytes]]) -> None:
+        self.notes.update(notes)
+
 
 class FakePeers:
     def __init__(self) -> None:
