@@ -38,7 +38,6 @@ from consensus.evidence import Equivocation, conflicts
 from consensus.messages import Proposal, SignedMessage, Step, Vote, VoteType
 from consensus.validators import ValidatorSet
 from consensus.votebook import HeightVotes
-from ledger.errors import UsageError
 
 PREVOTE, PRECOMMIT = VoteType.PREVOTE, VoteType.PRECOMMIT
 Position = tuple[int, int, int]
@@ -131,9 +130,11 @@ class Tendermint:
     def _use_set(self, height: int) -> None:
         vals = self._sets(height)
         self._vals, self._quorum, self._weak = vals, vals.quorum, vals.weak_quorum
+        # With two of its keys in one set (a rotation done as "add the next key", then
+        # "remove the old one"), the node still signs with one only, the first of its keys
+        # in order (the current one): one node never casts two validators' votes. Raising
+        # here would leave the machine half-way into the height.
         mine = [s for s in self._signers if s.public_key in vals]
-        if len(mine) > 1:
-            raise UsageError(f"two of this node's keys are validators at height {height}")
         self._signer: Signer | None = mine[0] if mine else None
         self._me: bytes = (self._signer.public_key if self._signer is not None
                            else self._signers[0].public_key if self._signers else b"")

@@ -37,7 +37,7 @@ from ledger.policy import (
     check_records,
     policy_facts,
 )
-from ledger.records import Envelope
+from ledger.records import Envelope, Keyring
 from node.logging_setup import get_logger
 from node.mempool import Mempool
 
@@ -115,6 +115,7 @@ class LedgerApp:
         """Policy views of blocks proposed or validated on the current tip, by block id:
         ``decided`` takes their changes instead of decoding the records again."""
         self._staged: list[Staged] = []
+        self._hash_of: tuple[object, bytes] = (None, b"")  # committed membership, its hash
         self.reset_tip()
 
     def reset_tip(self) -> None:
@@ -241,7 +242,8 @@ class LedgerApp:
         frontier = tip.frontier.copy()
         view = self.policy_view()  # roles and record keys of the membership at this height
         facts: list[PolicyFacts] = []
-        checked = self.mempool.verify_for_block(block.envelopes)
+        checked = self.mempool.verify_for_block(block.envelopes,
+                                                keyring=self._keyring_if_changed(view))
         committed = self.ledger.indices_of([rid for _, rid in checked])
         for raw, (leaf, rid), index in zip(block.envelopes, checked, committed, strict=True):
             if rid in seen or index is not None:
@@ -258,6 +260,22 @@ class LedgerApp:
         self._changes[block.hash] = view
         self._keep_parsed(block, checked)
         return None
+
+    def _keyring_if_changed(self, view: PolicyView) -> Keyring | None:
+        """The record keys of ``view``'s height when a staged block changed the membership
+        (the mempool holds the committed one's until that block is written: a block of the
+        next height may already carry records signed with a key the change brought in);
+        None otherwise, so the mempool's cached verdicts are used."""
+        staged = view.rules.membership
+        if staged is self.book.governance.membership() or staged.hash == self._committed_hash():
+            return None
+        return view.rules.keyring
+
+    def _committed_hash(self) -> bytes:
+        membership = self.book.governance.membership()
+        if self._hash_of[0] is not membership:
+            self._hash_of = (membership, membership.hash)
+        return self._hash_of[1]
 
     def _keep_parsed(self, block: Block, checked: list[tuple[bytes, bytes]]) -> None:
         """Keyed by block id, which binds the records (the header holds their tree root,
@@ -293,7 +311,8 @@ class LedgerApp:
             parsed, checked = known
         else:
             parsed = Block.from_bytes(block, self.limits)
-            checked = self.mempool.verify_for_block(parsed.envelopes)
+            checked = self.mempool.verify_for_block(
+                parsed.envelopes, keyring=self._keyring_if_changed(self.policy_view()))
         self._tip.frontier.extend(leaf for leaf, _ in checked)
         self._tip = _Tip(parsed.header, parsed.hash, self._tip.frontier, height)
         ids = tuple(rid for _, rid in checked)

@@ -153,7 +153,8 @@ class CheckpointCollector:
         note proves itself with its quorum of signatures. Writing it first, in a durable
         write of its own, put one more fsync on every acknowledgement's path. Reads serve
         an unwritten note from memory (``note``, ``latest``); a crash loses at most notes
-        that every other validator stores too, and the next block brings a newer one."""
+        that the other validators store too, and the next block brings a newer one. The
+        note of an adoption's tree size is written at once (``_hands_over``)."""
         note = checkpoint_note(self._checkpoint(size), sorted(sigs, key=lambda s: s.name))
         with self._cond:
             if size >= self.final_size:
@@ -165,8 +166,16 @@ class CheckpointCollector:
                 self._unwritten_since = time.monotonic()
             self._unwritten[size] = note
             self._cond.notify_all()
-        if not self.defer_writes:
+        if not self.defer_writes or self._hands_over(size):
             self.flush()
+
+    def _hands_over(self, size: int) -> bool:
+        """Whether ``size`` is the last one an older membership signs (T_i of an adoption):
+        its note is a link of the membership chain, so it is written at once rather than
+        risked in the deferred window (a crash there would leave this node unable to build
+        the chain)."""
+        signer, after = self._for_size(size), self._for_size(size + 1)
+        return signer is not after and signer.hash != after.hash
 
     def unwritten(self) -> list[tuple[int, bytes]]:
         """Final notes not in the store yet (they stay listed until ``written``)."""

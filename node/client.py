@@ -50,6 +50,12 @@ DEFAULT_PROPOSAL_MS = 24 * 3600 * 1000
 class MembershipHistoryLike(Protocol):
     """Verified memberships by tree size (``ledger.membership_chain.MembershipHistory``)."""
 
+    @property
+    def memberships(self) -> tuple[Membership, ...]: ...
+
+    @property
+    def sizes(self) -> tuple[int, ...]: ...
+
     def for_size(self, size: int) -> Membership: ...
 
 
@@ -58,6 +64,8 @@ class GenesisOnly:
 
     def __init__(self, membership: Membership) -> None:
         self.membership = membership
+        self.memberships = (membership,)
+        self.sizes: tuple[int, ...] = ()
 
     def for_size(self, size: int) -> Membership:
         return self.membership
@@ -594,7 +602,18 @@ class LedgerClient:
         beside the state file) the next connection trusts the node certificates of the
         latest membership. Returns the chain's bytes."""
         chain = self.membership_chain()
-        self.history = verify_chain(chain, self.genesis)
+        history = verify_chain(chain, self.genesis)
+        known = self.history
+        if (len(history.sizes) < len(known.sizes)
+                or history.sizes[: len(known.sizes)] != known.sizes
+                or any(a.hash != b.hash for a, b in zip(history.memberships, known.memberships,
+                                                          strict=False))):
+            # A valid but shorter (or different) chain would make the client forget
+            # adoptions it verified: trust removed certificates and validators again.
+            raise VerificationError(
+                f"the node's membership chain ({len(history.sizes)} changes) does not extend "
+                f"the one this client verified before ({len(known.sizes)} changes)")
+        self.history = history
         if self._state_file is not None:
             _write_atomically(chain_file(self._state_file), chain)
         return chain

@@ -21,15 +21,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from ledger.checkpoint import Checkpoint, checkpoint_note
-from ledger.errors import SignatureError
+from ledger.errors import SignatureError, VerificationError
 from ledger.genesis import Agency, Genesis, TrustRoot
 from ledger.keys import SigningKey, VerifierKey
 from ledger.membership import Membership
-from ledger.membership_chain import verify_chain
+from ledger.membership_chain import build_chain, verify_chain
 from ledger.note import signature_for
 from ledger.receipts import verify_receipt
 from ledger.records import Envelope, sign_record
@@ -423,6 +424,13 @@ def test_node_certificate_rotation(cluster: Cluster) -> None:
         rotate_node_cert=[("agency-4", cert.decode())])), "rotate agency-4's node cert")
     with cluster.client("agency-4", via="agency-1") as client:
         client.update_memberships()  # verified, and saved beside the client's state
+        # a node serving an older (still valid) prefix of the chain cannot make the client
+        # forget adoptions it verified
+        client.membership_chain = lambda: build_chain(  # type: ignore[method-assign]
+            cast(Any, None), NETWORK, ())
+        with pytest.raises(VerificationError, match="does not extend"):
+            client.update_memberships()
+        assert client.history.for_size(1 << 40).hash == rotated.hash
     node = cluster.node("agency-4")
     cluster.stop("agency-4")
     text = node.config_path.read_text()

@@ -107,3 +107,21 @@ def test_deferred_notes_wait_for_the_next_block_or_a_flush() -> None:
     assert notified == [0, 1]
     collector.flush()
     assert ledger.writes == 1
+
+
+def test_an_adoptions_last_size_is_written_at_once_even_when_deferring() -> None:
+    """The note of T_i (the last size the older membership signs) is a link of the
+    membership chain: it is not left to the deferred window a crash could lose."""
+    ledger = _SlowLedger()
+    ledger.release.set()
+    later = Membership(tuple(Validator(k.verifier) for k in KEYS[:3]), ())
+    collector = CheckpointCollector(  # type: ignore[arg-type]
+        NET, lambda size: MEMBERSHIP if size <= 9 else later, ledger,  # type: ignore[arg-type]
+        _Peers(), (), log=None)
+    collector.defer_writes = True
+    for key in KEYS[:3]:
+        collector.add(9, _line(key, 9))
+    assert ledger.stored.keys() == {9} and collector.unwritten() == []
+    for key in KEYS[:3]:
+        collector.add(10, _line(key, 10))
+    assert collector.note(10) is not None and ledger.stored.keys() == {9}  # deferred
