@@ -221,11 +221,8 @@ class Node:
         size = self.config.limits.max_message_bytes + PEER_MESSAGE_HEADROOM
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
-            # so_reuseport off: a second process configured on this node's port must fail to
-            # bind, not silently share its connections.
             options=[("grpc.max_receive_message_length", size),
-                     ("grpc.max_send_message_length", size),
-                     ("grpc.so_reuseport", 0)],
+                     ("grpc.max_send_message_length", size)],
             maximum_concurrent_rpcs=1000,
             interceptors=[MalformedRequests()],
         )
