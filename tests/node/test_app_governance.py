@@ -11,14 +11,7 @@ import pytest
 
 from ledger.blocks import Block
 from ledger.errors import SignatureError
-from ledger.genesis import genesis_hash
-from ledger.ledger_store import Ledger
-from ledger.limits import Limits
-from ledger.policy import PolicyBook
 from ledger.records import Envelope, Keyring, sign_record
-from ledger.storage import Storage, StorageConfig
-from node.app import BlockPolicy, LedgerApp
-from node.mempool import Mempool, MempoolConfig
 from proto import ledger_pb2
 from tests.ledger.governance_helpers import (
     M0,
@@ -28,24 +21,17 @@ from tests.ledger.governance_helpers import (
     propose,
     rotate_tax,
 )
-from tests.ledger.policy_helpers import GENESIS, KEYS, NET, RULES, anchor
-from tests.node.test_app_policy import PROPOSER, Rig
+from tests.ledger.policy_helpers import KEYS, NET, anchor
+from tests.node.test_app_policy import Rig
+from tests.node.test_app_policy import _open as open_rig
 
 
 def _open(path: Path, clock: list[int]) -> Rig:
-    storage = Storage(path, StorageConfig(map_size=1 << 26, sync=False))
-    ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
     # The mempool knows tax's next key too (as a node would once it learns of it): which
     # key counts at a height is the membership's business, checked in block validity.
     keys = Keyring(k.verifier for k in KEYS.values())
     keys.add(TAX_NEXT.verifier)
-    mempool = Mempool(NET, keys, Limits(), MempoolConfig(), ledger.index_of)
-    refused: list[tuple[bytes, str]] = []
-    app = LedgerApp(ledger, mempool, NET, PROPOSER,
-                    BlockPolicy(idle_block_interval_ms=0, max_time_ahead_ms=5_000), Limits(),
-                    PolicyBook(ledger, RULES), clock_ms=lambda: clock[0],
-                    on_refused=refused.extend)
-    return Rig(storage, app, clock, refused)
+    return open_rig(path, clock, keys, sync=False)
 
 
 @pytest.fixture

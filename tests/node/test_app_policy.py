@@ -13,7 +13,7 @@ from ledger.genesis import genesis_hash
 from ledger.ledger_store import Ledger
 from ledger.limits import Limits
 from ledger.policy import PolicyBook
-from ledger.records import Envelope
+from ledger.records import Envelope, Keyring
 from ledger.storage import Storage, StorageConfig
 from node.app import BlockPolicy, LedgerApp
 from node.mempool import Mempool, MempoolConfig
@@ -47,10 +47,14 @@ class Rig:
         return self.app._check(block.header.height, block)
 
 
-def _open(path: Path, clock: list[int]) -> Rig:
-    storage = Storage(path, StorageConfig(map_size=1 << 26))
+def _open(path: Path, clock: list[int], keyring: Keyring | None = None,
+          sync: bool = True) -> Rig:
+    """A LedgerApp on a store at ``path``; ``keyring``: the mempool's record keys (default:
+    the genesis ones)."""
+    storage = Storage(path, StorageConfig(map_size=1 << 26, sync=sync))
     ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
-    mempool = Mempool(NET, RULES.keyring, Limits(), MempoolConfig(), ledger.index_of)
+    mempool = Mempool(NET, keyring if keyring is not None else RULES.keyring, Limits(),
+                      MempoolConfig(), ledger.index_of)
     refused: list[tuple[bytes, str]] = []
     app = LedgerApp(ledger, mempool, NET, PROPOSER,
                     BlockPolicy(idle_block_interval_ms=0, max_time_ahead_ms=5_000), Limits(),
