@@ -7,14 +7,9 @@ the simulator) calls it on every decoded message before handing it over.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Protocol
 
-import nacl.exceptions
-import nacl.signing
-
 from consensus.messages import (
-    SIGNATURE_BYTES,
     Proposal,
     SignedMessage,
     Vote,
@@ -23,6 +18,7 @@ from consensus.messages import (
     vote_sign_bytes,
 )
 from consensus.validators import ValidatorSet
+from ledger import ed25519
 from ledger.errors import SignatureError, UsageError
 
 
@@ -41,35 +37,23 @@ class Ed25519Signer:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != 32:
             raise UsageError("an Ed25519 seed is 32 bytes")
-        self._key = nacl.signing.SigningKey(seed)
-        self._public = bytes(self._key.verify_key)
+        self._public, self._secret = ed25519.secret_key(seed)
 
     @property
     def public_key(self) -> bytes:
         return self._public
 
     def sign(self, message: bytes) -> bytes:
-        return bytes(self._key.sign(message).signature)
+        return ed25519.sign(self._secret, message)
 
 
 SignatureCheck = Callable[[bytes, bytes, bytes], bool]
 """(public key, message, signature) -> valid; lets callers add a cache of verified triples."""
 
 
-@lru_cache(maxsize=4096)
-def _verify_key(public_key: bytes) -> nacl.signing.VerifyKey:
-    return nacl.signing.VerifyKey(public_key)
-
-
 def signature_is_valid(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is a valid Ed25519 signature of ``message`` by the key."""
-    if len(signature) != SIGNATURE_BYTES:
-        return False
-    try:
-        _verify_key(public_key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
-        return False
-    return True
+    return ed25519.verify(public_key, message, signature)
 
 
 def sign_vote(

@@ -7,7 +7,9 @@
   key text ("skey"): ``PRIVATE+KEY+<name>+<hex key ID>+<base64(type || seed)>``, the encodings
   of golang.org/x/mod/sumdb/note that the C2SP specs reference as "vkeys".
 
-Ed25519 is libsodium's (PyNaCl): measured here at ~53 us per verify against ~107 us for
+Ed25519 is libsodium's (the copy PyNaCl ships), called so that it keeps the GIL
+(``ledger/ed25519.py``: PyNaCl's own calls release it, which costs up to 5 ms a call when
+other threads are busy): measured here at ~53 us per verify against ~107 us for
 ``cryptography`` (OpenSSL), and ~20 us against ~32 us per signature. One library for every
 node also keeps the accept/reject decision on edge-case signatures identical everywhere.
 Randomness is never drawn here: ``SigningKey.generate`` takes the random source.
@@ -22,12 +24,8 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey as _NaclSigningKey
-from nacl.signing import VerifyKey as _NaclVerifyKey
-
+from ledger import ed25519
 from ledger.errors import FormatError, UsageError
 from ledger.limits import DEFAULT_LIMITS, Limits
 
@@ -121,7 +119,6 @@ class VerifierKey:
     name: str
     public_key: bytes
     alg: int = ALG_ED25519
-    _nacl: Any = field(init=False, repr=False, compare=False, hash=False)
     _key_hash: bytes = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -132,8 +129,8 @@ class VerifierKey:
         _check_alg(self.alg)
         if len(self.public_key) != PUBLIC_KEY_SIZE:
             raise UsageError(f"Ed25519 public key must be 32 bytes, got {len(self.public_key)}")
-        # Cache the loaded key and the hash: both are used on every verification.
-        object.__setattr__(self, "_nacl", _NaclVerifyKey(bytes(self.public_key)))
+        # Cache the hash: it is used on every verification.
+        object.__setattr__(self, "public_key", bytes(self.public_key))
         object.__setattr__(
             self, "_key_hash", compute_key_hash(self.name, self.alg, self.public_key)
         )
@@ -164,13 +161,7 @@ class VerifierKey:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """True iff ``signature`` is a valid Ed25519 signature of ``message`` (RFC 8032)."""
-        if len(signature) != SIGNATURE_SIZE:
-            return False
-        try:
-            self._nacl.verify(message, signature)
-        except (BadSignatureError, ValueError, TypeError):
-            return False
-        return True
+        return ed25519.verify(self.public_key, message, signature)
 
 
 @dataclass(frozen=True)
@@ -180,15 +171,14 @@ class SigningKey:
     name: str
     seed: bytes = field(repr=False)
     alg: int = ALG_ED25519
-    _nacl: Any = field(init=False, repr=False, compare=False, hash=False)
+    _secret: bytes = field(init=False, repr=False, compare=False, hash=False)
     _verifier: VerifierKey = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if len(self.seed) != SEED_SIZE:
             raise UsageError(f"Ed25519 seed must be 32 bytes, got {len(self.seed)}")
-        signer = _NaclSigningKey(bytes(self.seed))
-        object.__setattr__(self, "_nacl", signer)
-        public_key = bytes(signer.verify_key)
+        public_key, secret = ed25519.secret_key(self.seed)
+        object.__setattr__(self, "_secret", secret)
         object.__setattr__(self, "_verifier", VerifierKey(self.name, public_key, self.alg))
 
     @property
@@ -201,7 +191,7 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message`` (deterministic, RFC 8032 5.1.6)."""
-        return bytes(self._nacl.sign(message).signature)
+        return ed25519.sign(self._secret, message)
 
     def to_skey(self) -> str:
         """``PRIVATE+KEY+name+hex8+base64(type || seed)``: secret, keep it off logs."""

@@ -149,6 +149,9 @@ class Mempool:
             if index is not None:
                 continue
             try:
+                if self._queue_verified(envelope):
+                    queued += 1
+                    continue
                 self._queue(verify_envelope(envelope, self._keyring, self._network))
             except (DuplicateRecord, MempoolFull):
                 continue
@@ -157,6 +160,20 @@ class Mempool:
                 continue
             queued += 1
         return queued, errors
+
+    def _queue_verified(self, envelope: Envelope) -> bool:
+        """Queue ``envelope`` without a signature check if these very bytes verified here
+        already (a proposed block brought them before their gossip: the block may not be
+        decided, so the record must wait here like any other). False if never verified."""
+        with self._lock:
+            if envelope.leaf_hash not in self._verified:
+                return False
+            self._refuse_known(envelope.record_id)
+            self._check_room(len(envelope.raw))
+            self._pending[envelope.record_id] = envelope
+            self._bytes += len(envelope.raw)
+            self.arrived.notify_all()
+        return True
 
     def _refuse_known(self, rid: bytes) -> None:
         if rid in self._pending:

@@ -106,3 +106,27 @@ def test_refused_records_may_come_back() -> None:
     record = pool.add(_raw(1))
     pool.remove([record.record_id])  # refused by the policy, not decided
     assert pool.add(_raw(1)).record_id == record.record_id
+
+
+def test_gossip_of_a_record_verified_in_a_proposed_block_is_queued_without_a_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proposal often arrives before the gossip of its records: they are verified for the
+    block, and their gossip copies then go in unchecked (the block may not be decided)."""
+    import node.mempool as mempool_module
+
+    pool = _pool(max_records=10)
+    in_block, bad = _raw(1), _raw(2, STRANGER)
+    with pytest.raises(SignatureError):
+        pool.verify_for_block([bad])
+    [(leaf, rid)] = pool.verify_for_block([in_block])
+    checks: list[bytes] = []
+    real = mempool_module.verify_envelope
+    monkeypatch.setattr(mempool_module, "verify_envelope",
+                        lambda env, *a: checks.append(env.raw) or real(env, *a))
+    queued, errors = pool.add_gossiped([in_block, bad])
+    assert queued == 1 and checks == [bad] and [type(e) for e in errors] == [SignatureError]
+    assert [e.record_id for e in pool.take(10, 1 << 20)] == [rid]
+    assert pool.facts(leaf) is not None
+    assert pool.add_gossiped([in_block]) == (0, [])  # now pending: a duplicate
+    with pytest.raises(DuplicateRecord, match="pending"):
+        pool.add(in_block)
