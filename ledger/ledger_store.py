@@ -179,9 +179,11 @@ class Ledger:
         return self.head
 
     def _get(self, db: bytes, key: bytes) -> bytes | None:
-        with self.storage.read() as txn:
+        # buffers: py-lmdb then skips pre-faulting the value with the GIL released (a
+        # thread releasing the GIL may wait 5 ms to get it back); copied before the end.
+        with self.storage.read(buffers=True) as txn:
             value = txn.get(key, db=self._db[db])
-        return None if value is None else bytes(value)
+            return None if value is None else bytes(value)
 
     def record(self, index: int) -> bytes:
         value = self._get(b"records", _k(index))
@@ -211,9 +213,9 @@ class Ledger:
     def indices_of(self, rids: Iterable[bytes]) -> list[int | None]:
         """``index_of`` for many ids, from one read snapshot (a block's or a batch's)."""
         db = self._db[b"record_ids"]
-        with self.storage.read() as txn:
+        with self.storage.read(buffers=True) as txn:  # see _get
             values = [txn.get(rid, db=db) for rid in rids]
-        return [None if v is None else _U64.unpack(v)[0] for v in values]
+            return [None if v is None else _U64.unpack(v)[0] for v in values]
 
     def block(self, height: int) -> Block:
         value = self._get(b"blocks", _k(height))

@@ -184,9 +184,10 @@ class Storage:
         return _madvise_dontneed(self.path / "data.mdb")
 
     @contextmanager
-    def read(self) -> Iterator[Any]:
-        """A consistent read-only snapshot."""
-        with self.env.begin() as txn:
+    def read(self, buffers: bool = False) -> Iterator[Any]:
+        """A consistent read-only snapshot. ``buffers``: ``get`` returns memoryviews into
+        the map, valid only inside the transaction (and read without releasing the GIL)."""
+        with (self.env.begin(buffers=True) if buffers else self.env.begin()) as txn:
             yield txn
 
     def copy_to(self, dest: str | os.PathLike[str]) -> None:

@@ -40,6 +40,7 @@ from ledger.policy import (
 from ledger.records import Envelope, Keyring
 from node.logging_setup import get_logger
 from node.mempool import Mempool
+from node.priority import PRIORITY
 
 _U32 = struct.Struct(">I")
 
@@ -141,6 +142,10 @@ class LedgerApp:
     def propose_block(self, height: int, round_: int) -> bytes:
         """getValue(): the oldest pending records, after a bounded wait for the first."""
         self._wait_for_records()
+        with PRIORITY.critical():
+            return self._build_block(height)
+
+    def _build_block(self, height: int) -> bytes:
         staged_ids = self._staged_ids()
         taken = [
             e
@@ -198,6 +203,10 @@ class LedgerApp:
 
     def validate_block(self, height: int, block: bytes) -> bool:
         """valid(v): deterministic checks against the tip this height builds on."""
+        with PRIORITY.critical():
+            return self._validate(height, block)
+
+    def _validate(self, height: int, block: bytes) -> bool:
         block_id = header_hash(block)
         cached = self._verdicts.get(block_id)
         if cached is not None:

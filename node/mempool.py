@@ -17,6 +17,7 @@ from ledger.errors import LedgerError
 from ledger.limits import Limits
 from ledger.policy import PolicyFacts, facts_of
 from ledger.records import Envelope, Keyring, Record, verify_envelope
+from node.priority import PRIORITY
 
 
 class MempoolFull(Exception):
@@ -97,7 +98,9 @@ class Mempool:
             self._verified = kept
 
     def check(self, raw: bytes) -> Record:
-        """Parse and verify a record (no state change); raise a ``VerificationError``."""
+        """Parse and verify a record (no state change); raise a ``VerificationError``.
+        Bulk work: waits while the consensus thread runs a critical step."""
+        PRIORITY.yield_to()
         envelope = Envelope.from_bytes(raw, self._limits)
         return verify_envelope(envelope, self._keyring, self._network)
 
@@ -148,6 +151,7 @@ class Mempool:
         for envelope, index in zip(fresh, committed, strict=True):
             if index is not None:
                 continue
+            PRIORITY.yield_to()  # bulk work: consensus steps first
             try:
                 if self._queue_verified(envelope):
                     queued += 1

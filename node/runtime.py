@@ -50,6 +50,7 @@ from node.commits import CommitBoard
 from node.memberships import NodeMemberships
 from node.metrics import Metrics
 from node.peers import PeerNetwork
+from node.priority import PRIORITY
 from proto import node_pb2
 
 T = TypeVar("T")
@@ -251,7 +252,11 @@ class ConsensusDriver:
     def _execute(self, actions: list[Action] | None) -> None:
         for action in _coalesce(actions or []):
             try:
-                self._do(action)
+                if isinstance(action, _DURABLE):
+                    with PRIORITY.critical():  # thousands of LMDB calls: see node/priority.py
+                        self._do(action)
+                else:
+                    self._do(action)
             except Exception:  # one bad action must not kill consensus
                 self.log.exception("consensus action failed", action=type(action).__name__)
                 if isinstance(action, (PersistSafety, CommitBlock, _CommitWithSafety)):
@@ -333,6 +338,7 @@ class _CommitWithSafety:
 
 
 _SENDS = (BroadcastVote, BroadcastProposal, SendCommit, RequestBlock)
+_DURABLE = (PersistSafety, CommitBlock, _CommitWithSafety)
 
 
 def _coalesce(actions: list[Action]) -> list[Action | _CommitWithSafety]:
