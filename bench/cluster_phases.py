@@ -58,12 +58,15 @@ def main(argv: list[str] | None = None) -> None:
                            - before.get("shadowledger_block_write_seconds_sum", 0.0))
                 records = (after.get("shadowledger_records_committed_total", 0.0)
                            - before.get("shadowledger_records_committed_total", 0.0))
+                checks = (after.get("shadowledger_record_signature_checks_total", 0.0)
+                          - before.get("shadowledger_record_signature_checks_total", 0.0))
                 print(json.dumps({
                     "phase": name, "records_per_s": round(stats.throughput),
                     "p50_ms": round(stats.p50_ms), "p99_ms": round(stats.p99_ms),
                     "blocks_per_s": round(blocks / (args.duration + 1), 2),
                     "records_per_block": round(records / blocks) if blocks else None,
                     "block_write_ms": round(1000 * write_s / blocks, 1) if blocks else None,
+                    "checks_per_record": round(checks / records, 2) if records else None,
                     "node_cores": round(sum(v for n, v in cpu.items() if n in pids), 2),
                     "client_cores": cpu["clients"], "other_cores": cpu["others"],
                     "refused": stats.refused, "errors": stats.errors,

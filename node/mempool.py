@@ -52,8 +52,11 @@ class Mempool:
         config: MempoolConfig,
         committed_index: Callable[[bytes], int | None],
         committed_indices: Callable[[Sequence[bytes]], list[int | None]] | None = None,
+        on_check: Callable[[], None] = lambda: None,
     ) -> None:
         self._network = network
+        self._on_check = on_check
+        """Called once per record signature checked (the node's metrics count them)."""
         self._keyring = keyring
         self._limits = limits
         self._config = config
@@ -102,6 +105,7 @@ class Mempool:
         Bulk work: waits while the consensus thread runs a critical step."""
         PRIORITY.yield_to()
         envelope = Envelope.from_bytes(raw, self._limits)
+        self._on_check()
         return verify_envelope(envelope, self._keyring, self._network)
 
     def add(self, raw: bytes, checked: Record | None = None) -> Record:
@@ -156,6 +160,7 @@ class Mempool:
                 if self._queue_verified(envelope):
                     queued += 1
                     continue
+                self._on_check()
                 self._queue(verify_envelope(envelope, self._keyring, self._network))
             except (DuplicateRecord, MempoolFull):
                 continue
@@ -251,6 +256,8 @@ class Mempool:
                 out.append((leaf, entry[0]))
                 continue
             envelope = Envelope.from_bytes(raw, self._limits)
+            if check_signatures:
+                self._on_check()
             if check_signatures and keyring is not None:
                 verify_envelope(envelope, keyring, self._network)
             elif check_signatures:

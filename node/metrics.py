@@ -33,6 +33,10 @@ class Metrics:
                                  registry=r)
         self.rejected = Counter("shadowledger_records_rejected", "Records refused, by reason",
                                 ["reason"], registry=r)
+        self.signature_checks = Counter(
+            "shadowledger_record_signature_checks",
+            "Record signatures this node checked (ideally one per record it ever saw)",
+            registry=r)
         self.evidence = Counter("shadowledger_equivocations", "Equivocations detected",
                                 registry=r)
         self.final_size = Gauge("shadowledger_final_checkpoint_size",

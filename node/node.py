@@ -80,7 +80,8 @@ class Node:
         self.metrics = Metrics()
         self.mempool_config = MempoolConfig(config.mempool.max_records, config.mempool.max_bytes)
         self.mempool = Mempool(self.network, current.keyring(), self.limits,
-                               self.mempool_config, self.ledger.index_of, self.ledger.indices_of)
+                               self.mempool_config, self.ledger.index_of, self.ledger.indices_of,
+                               on_check=self.metrics.signature_checks.inc)
         self.board = CommitBoard(self.ledger.tree.size, self.ledger.head.height)
         self._tls = (config.keys.tls_cert.read_bytes(), config.keys.tls_key.read_bytes())
         self.peers = PeerNetwork([

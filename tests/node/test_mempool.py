@@ -130,3 +130,16 @@ def test_gossip_of_a_record_verified_in_a_proposed_block_is_queued_without_a_che
     assert pool.add_gossiped([in_block]) == (0, [])  # now pending: a duplicate
     with pytest.raises(DuplicateRecord, match="pending"):
         pool.add(in_block)
+
+
+def test_each_signature_check_is_counted_once() -> None:
+    checks: list[int] = []
+    pool = Mempool(NET, Keyring([KEY.verifier]), DEFAULT_LIMITS,
+                   MempoolConfig(max_records=10, max_bytes=1 << 20), {}.get,
+                   on_check=lambda: checks.append(1))
+    submitted = pool.add(_raw(1))  # a client's record: checked
+    pool.add_gossiped([_raw(2), _raw(1)])  # one new, one pending: one check
+    pool.verify_for_block([_raw(1), _raw(2), _raw(3)])  # only the unseen one
+    pool.add_gossiped([_raw(3)])  # verified for the block already: no check
+    pool.verify_for_block([_raw(4)], check_signatures=False)  # parsed only
+    assert len(checks) == 3 and submitted.record_id in {e.record_id for e in pool.take(9, 1 << 20)}
