@@ -205,7 +205,9 @@ def scrape(metrics_address: str) -> dict[str, float]:
     wanted = ("shadowledger_blocks_committed_total", "shadowledger_records_committed_total",
               "shadowledger_block_write_seconds_sum", "shadowledger_block_write_seconds_count",
               "shadowledger_commit_latency_seconds_sum",
-              "shadowledger_commit_latency_seconds_count", "shadowledger_mempool_records")
+              "shadowledger_commit_latency_seconds_count", "shadowledger_mempool_records",
+              "shadowledger_record_signature_checks_total",
+              "shadowledger_consensus_extra_rounds_total")
     try:
         with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as r:
             text = r.read().decode()

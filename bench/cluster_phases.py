@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
                     "records_per_block": round(records / blocks) if blocks else None,
                     "block_write_ms": round(1000 * write_s / blocks, 1) if blocks else None,
                     "checks_per_record": round(checks / records, 2) if records else None,
+                    "extra_rounds": (after.get("shadowledger_consensus_extra_rounds_total", 0.0)
+                                     - before.get("shadowledger_consensus_extra_rounds_total",
+                                                  0.0)),
                     "node_cores": round(sum(v for n, v in cpu.items() if n in pids), 2),
                     "client_cores": cpu["clients"], "other_cores": cpu["others"],
                     "refused": stats.refused, "errors": stats.errors,

@@ -37,6 +37,10 @@ class Metrics:
             "shadowledger_record_signature_checks",
             "Record signatures this node checked (ideally one per record it ever saw)",
             registry=r)
+        self.extra_rounds = Counter(
+            "shadowledger_consensus_extra_rounds",
+            "Rounds beyond the first that committed blocks needed (timeouts, late proposals)",
+            registry=r)
         self.evidence = Counter("shadowledger_equivocations", "Equivocations detected",
                                 registry=r)
         self.final_size = Gauge("shadowledger_final_checkpoint_size",

@@ -306,6 +306,7 @@ class ConsensusDriver:
         self.memberships.refresh()
         self.board.committed(block, self.ledger.head.tree_size, ids)
         self.metrics.block_committed(block, time.perf_counter() - started)
+        self.metrics.extra_rounds.inc(action.certificate.round)
         self.checkpoints.sign_and_share(block.header.tree_size)
         self.log.debug("block committed", height=action.height, round=action.certificate.round,
                        records=len(block.envelopes))
