@@ -66,3 +66,16 @@ def test_same_signatures_and_verdicts_as_pynacl(seed: bytes, message: bytes, fli
         else (public, message, signature)
     assert ed25519.verify(*args) == _nacl_verdict(public, message, signature)
     assert ed25519.verify(*args) == (flip < 0)
+
+
+def test_gil_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from bench import bench_gil
+
+    bench_gil.run(quick=True)
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["bench"] for r in rows] == ["gil.verify.pynacl", "gil.verify.ledger_ed25519",
+                                         "gil.sign.pynacl", "gil.sign.ledger_ed25519"]
+    assert all(r["alone_per_s"] > 0 and r["beside_busy_thread_per_s"] > 0 for r in rows)
+    assert [r["holds_gil"] for r in rows] == [False, True, False, True]
