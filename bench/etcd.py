@@ -197,7 +197,10 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """One HTTP/1.1 response: (status, body); Content-Length or chunked."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise EtcdError(f"malformed status line: {lines[0][:100]!r}")
+    status = int(parts[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in
                (line.partition(":") for line in lines[1:] if line)}
     if "content-length" in headers:
@@ -253,7 +256,8 @@ async def _connection(
             writer.write(put_request(host_port, key, value))
             try:
                 status, body = await asyncio.wait_for(read_response(reader), timeout)
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError,
+                    EtcdError) as exc:
                 result.errors += 1
                 result.last_error = f"{type(exc).__name__}: {exc}"
                 return
