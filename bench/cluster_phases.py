@@ -22,6 +22,7 @@ from bench.bench_cluster import (
     LedgerNetwork,
     WorkerPool,
     WorkerSpec,
+    _delta,
     _run_phase,
     phase_stats,
 )
@@ -52,14 +53,10 @@ def main(argv: list[str] | None = None) -> None:
                                                  window, 60.0, pids)
                 after = network.metrics()[first]
                 stats = phase_stats(results, start, args.duration, min(5.0, args.duration / 3))
-                blocks = (after.get("shadowledger_blocks_committed_total", 0.0)
-                          - before.get("shadowledger_blocks_committed_total", 0.0))
-                write_s = (after.get("shadowledger_block_write_seconds_sum", 0.0)
-                           - before.get("shadowledger_block_write_seconds_sum", 0.0))
-                records = (after.get("shadowledger_records_committed_total", 0.0)
-                           - before.get("shadowledger_records_committed_total", 0.0))
-                checks = (after.get("shadowledger_record_signature_checks_total", 0.0)
-                          - before.get("shadowledger_record_signature_checks_total", 0.0))
+                blocks = _delta(after, before, "shadowledger_blocks_committed_total")
+                write_s = _delta(after, before, "shadowledger_block_write_seconds_sum")
+                records = _delta(after, before, "shadowledger_records_committed_total")
+                checks = _delta(after, before, "shadowledger_record_signature_checks_total")
                 print(json.dumps({
                     "phase": name, "records_per_s": round(stats.throughput),
                     "p50_ms": round(stats.p50_ms), "p99_ms": round(stats.p99_ms),
@@ -67,9 +64,8 @@ def main(argv: list[str] | None = None) -> None:
                     "records_per_block": round(records / blocks) if blocks else None,
                     "block_write_ms": round(1000 * write_s / blocks, 1) if blocks else None,
                     "checks_per_record": round(checks / records, 2) if records else None,
-                    "extra_rounds": (after.get("shadowledger_consensus_extra_rounds_total", 0.0)
-                                     - before.get("shadowledger_consensus_extra_rounds_total",
-                                                  0.0)),
+                    "extra_rounds": _delta(after, before,
+                                           "shadowledger_consensus_extra_rounds_total"),
                     "node_cores": round(sum(v for n, v in cpu.items() if n in pids), 2),
                     "client_cores": cpu["clients"], "other_cores": cpu["others"],
                     "refused": stats.refused, "errors": stats.errors,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 
-import nacl.bindings
+import nacl.bindings  # its import runs sodium_init(), which the ctypes calls rely on too
 import nacl.exceptions
 
 PUBLIC_KEY_SIZE = 32
@@ -47,7 +47,6 @@ def _pydll_functions() -> tuple[Callable[..., int], Callable[..., int]] | None:
     return verify, sign
 
 
-nacl.bindings.sodium_init()  # idempotent; PyNaCl's import already ran it
 _FUNCTIONS = _pydll_functions()
 HOLDS_GIL = _FUNCTIONS is not None
 """True when the GIL-keeping libsodium calls are in use (else PyNaCl's)."""

@@ -122,14 +122,18 @@ class Mempool:
         return record
 
     def _queue(self, record: Record) -> None:
-        rid, size = record.record_id, len(record.envelope.raw)
         with self._lock:
-            self._refuse_known(rid)
-            self._check_room(size)
-            self._pending[rid] = record.envelope
-            self._bytes += size
+            self._insert(record.envelope)
             self._remember_verified(record)
-            self.arrived.notify_all()
+
+    def _insert(self, envelope: Envelope) -> None:
+        """Queue a verified envelope (hold the lock); raise ``DuplicateRecord`` or
+        ``MempoolFull``."""
+        self._refuse_known(envelope.record_id)
+        self._check_room(len(envelope.raw))
+        self._pending[envelope.record_id] = envelope
+        self._bytes += len(envelope.raw)
+        self.arrived.notify_all()
 
     def add_gossiped(self, raws: Sequence[bytes]) -> tuple[int, list[LedgerError]]:
         """A batch of records a peer gossiped: (how many were queued, the bad ones' errors).
@@ -177,11 +181,7 @@ class Mempool:
         with self._lock:
             if envelope.leaf_hash not in self._verified:
                 return False
-            self._refuse_known(envelope.record_id)
-            self._check_room(len(envelope.raw))
-            self._pending[envelope.record_id] = envelope
-            self._bytes += len(envelope.raw)
-            self.arrived.notify_all()
+            self._insert(envelope)
         return True
 
     def _refuse_known(self, rid: bytes) -> None:

@@ -259,7 +259,7 @@ class ConsensusDriver:
                     self._do(action)
             except Exception:  # one bad action must not kill consensus
                 self.log.exception("consensus action failed", action=type(action).__name__)
-                if isinstance(action, (PersistSafety, CommitBlock, _CommitWithSafety)):
+                if isinstance(action, _DURABLE):
                     raise  # durability failed: stop rather than risk safety
 
     def _do(self, action: Action | _CommitWithSafety) -> None:
