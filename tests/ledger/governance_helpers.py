@@ -7,11 +7,15 @@ four validators, and needs 3 approvals (the default: more than two thirds of 3 v
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 
+from ledger import merkle
+from ledger.blocks import Block, build_block
 from ledger.genesis import Validator
 from ledger.governance import approve_body, propose_body
 from ledger.keys import SigningKey
+from ledger.ledger_store import Ledger
 from ledger.membership import Membership
 from ledger.records import Envelope, Record, decode_body, sign_record
 from tests.ledger.policy_helpers import GENESIS, KEYS, NET
@@ -19,6 +23,15 @@ from tests.ledger.policy_helpers import GENESIS, KEYS, NET
 M0 = Membership.from_genesis(GENESIS)
 FAR_MS = 10_000_000
 _nonces = itertools.count(1 << 40)
+
+
+def next_block(ledger: Ledger, envelopes: Sequence[Envelope], time_ms: int) -> Block:
+    """The block after ``ledger``'s head carrying ``envelopes`` (a fixed proposer)."""
+    head = ledger.head
+    parent = ledger.block(head.height).header if head.height else None
+    frontier = merkle.Frontier.from_source(ledger.tree, head.tree_size)
+    return build_block(NET, parent, head.hash, [e.raw for e in envelopes], frontier, time_ms,
+                       b"\x00" * 32)
 
 
 def nonce() -> bytes:

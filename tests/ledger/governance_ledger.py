@@ -19,8 +19,7 @@ from pathlib import Path
 from consensus.certificate import CommitCertificate
 from consensus.crypto import Ed25519Signer, sign_vote
 from consensus.messages import VoteType
-from ledger import merkle
-from ledger.blocks import Block, build_block
+from ledger.blocks import Block
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.genesis import Validator, genesis_hash
 from ledger.keys import SigningKey
@@ -36,6 +35,7 @@ from tests.ledger.governance_helpers import (
     TAX_NEXT,
     approve,
     new_key,
+    next_block,
     nonce,
     propose,
     rotate_tax,
@@ -109,11 +109,7 @@ class GovLedger:
         """Commit a block (certificate by the validators in force at its height and a
         checkpoint by those signing its size, unless told otherwise)."""
         self.time_ms += 100
-        head = self.ledger.head
-        parent = self.ledger.block(head.height).header if head.height else None
-        frontier = merkle.Frontier.from_source(self.ledger.tree, head.tree_size)
-        block = build_block(NET, parent, head.hash, [e.raw for e in envelopes], frontier,
-                            self.time_ms, b"\x00" * 32)
+        block = next_block(self.ledger, envelopes, self.time_ms)
         h = block.header
         gov = self.book.governance
         cert = certificate(block, cert_keys or signing_keys(gov.membership_at(h.height)))

@@ -47,6 +47,7 @@ from tests.ledger.governance_helpers import (
     TAX_NEXT,
     approve,
     demote,
+    next_block,
     nonce,
     propose,
     record,
@@ -273,11 +274,7 @@ class Store:
 
     def changes(self, envelopes: Sequence[Envelope], time_ms: int
                 ) -> tuple[PolicyChanges, Block]:
-        head = self.ledger.head
-        parent = self.ledger.block(head.height).header if head.height else None
-        frontier = merkle.Frontier.from_source(self.ledger.tree, head.tree_size)
-        block = build_block(NET, parent, head.hash, [e.raw for e in envelopes], frontier,
-                            time_ms, b"\x00" * 32)
+        block = next_block(self.ledger, envelopes, time_ms)
         h = block.header
         return self.book.changes_for(h.height, block.envelopes, h.time_ms,
                                      tree_size=h.tree_size), block
