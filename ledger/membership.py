@@ -25,6 +25,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ledger.checkpoint import quorum_threshold
@@ -105,11 +106,17 @@ class Membership:
         }
 
     def to_bytes(self) -> bytes:
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> bytes:
+        # Every field is an immutable tuple or scalar, so the encoding is computed once:
+        # the consensus and checkpoint paths ask for ``hash`` several times per height.
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
-        return hashlib.sha256(self.to_bytes()).digest()
+        return hashlib.sha256(self._canonical).digest()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Membership:
