@@ -259,6 +259,13 @@ class Node:
                      lambda: self.mempool.size_bytes)
         m.gauge_from("shadowledger_peers_connected", "Peers with a live outgoing link",
                      lambda: len(self.peers.connected()))
+        m.gauge_from("shadowledger_gossip_messages_sent",
+                     "Record-gossip messages sent to peers since start (all links)",
+                     lambda: sum(link.bulk_sent for link in self.peers.links.values()))
+        m.gauge_from("shadowledger_gossip_batches_merged",
+                     "Record batches sent inside another one because they queued up behind "
+                     "it (since start, all links)",
+                     lambda: sum(link.merged for link in self.peers.links.values()))
         m.height.set(self.ledger.head.height)
         m.tree_size.set(self.ledger.head.tree_size)
 
