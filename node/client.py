@@ -88,6 +88,11 @@ def saved_history(state_file: Path | None, genesis: Genesis) -> MembershipHistor
         return None
 
 
+def _carried(response: node_pb2.SubmitResponse) -> tuple[int, list[bytes]]:
+    """The consistency proof a submit answer carried: (from tree size, hashes)."""
+    return response.consistency_from, list(response.consistency_proof)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".client-state.")
     with os.fdopen(fd, "wb") as f:
@@ -306,13 +311,17 @@ class LedgerClient:
             self._verified_notes[note] = cached
         return cached
 
-    def _advance(self, note: bytes, witnessed: bool = True) -> Checkpoint:
+    def _advance(self, note: bytes, witnessed: bool = True,
+                 proof: tuple[int, list[bytes]] | None = None) -> Checkpoint:
         """Trust ``note`` if final, witnessed as the policy asks, and consistent with what
         was trusted before.
 
         An acknowledgement's checkpoint (``witnessed=False``) is fresh: witnesses cosign it
         after it became final. It is checked (quorum, consistency) but, lacking the
         cosignatures the policy asks for, not stored as the trusted checkpoint.
+        ``proof`` is a consistency proof the answer carried, (from size, hashes): used
+        when it starts at the trusted size, else the node is asked for one. Either way it
+        is verified here, so a node gains nothing by sending a wrong one.
         """
         checkpoint = self._final(note)
         policy = self._witness_policy_for(checkpoint.size)
@@ -330,11 +339,15 @@ class LedgerClient:
             # Whichever is older must be a prefix of the newer one.
             first, second = (old, checkpoint) if old.size <= checkpoint.size else (checkpoint, old)
             try:
-                proof = [] if first.size in (0, second.size) else self.consistency_proof(
-                    first.size, second.size)
+                if first.size in (0, second.size):
+                    hashes: list[bytes] = []
+                elif proof is not None and proof[0] == first.size and second is checkpoint:
+                    hashes = proof[1]
+                else:
+                    hashes = self.consistency_proof(first.size, second.size)
                 if first.size:
                     merkle.verify_consistency(first.size, second.size, first.root_hash,
-                                              second.root_hash, proof)
+                                              second.root_hash, hashes)
             except ProofError as exc:
                 raise ForkDetected(
                     f"final checkpoint at size {checkpoint.size} is not consistent with the"
@@ -365,7 +378,9 @@ class LedgerClient:
 
     def submit(self, envelope: Envelope | bytes) -> Ack:
         raw = envelope.raw if isinstance(envelope, Envelope) else envelope
-        response = self._call(self._stub.Submit, node_pb2.SubmitRequest(envelope=raw))
+        trusted = self._trusted[0].size if self._trusted is not None else 0
+        response = self._call(self._stub.Submit,
+                              node_pb2.SubmitRequest(envelope=raw, trusted_size=trusted))
         return self._ack(raw, response)
 
     def submit_many(self, envelopes: Iterable[Envelope | bytes], batch: int = 256,
@@ -406,7 +421,8 @@ class LedgerClient:
                         break
                     out.append(raw)
                 raws.update(Envelope.from_bytes(raw).record_id for raw in out)
-                yield node_pb2.SubmitRequest(envelopes=out)
+                trusted = self._trusted[0].size if self._trusted is not None else 0
+                yield node_pb2.SubmitRequest(envelopes=out, trusted_size=trusted)
 
         threading.Thread(target=produce, name="submit-source", daemon=True).start()
 
@@ -422,14 +438,16 @@ class LedgerClient:
                         raise VerificationError("acknowledgement names a record not submitted")
                     raws.discard(p.record_id)
                     if checkpoint is None:
-                        checkpoint = self._advance(response.checkpoint, witnessed=False)
+                        checkpoint = self._advance(response.checkpoint, witnessed=False,
+                                                   proof=_carried(response))
                     yield self._placed(p.record_id, p.index, p.height, checkpoint)
         except grpc.RpcError as exc:
             raise _wrap(exc) from exc
 
     def _ack(self, raw: bytes, response: node_pb2.SubmitResponse) -> Ack:
         """Check an acknowledgement: final checkpoint covering the record at its index."""
-        checkpoint = self._advance(response.checkpoint, witnessed=False)
+        checkpoint = self._advance(response.checkpoint, witnessed=False,
+                                   proof=_carried(response))
         if Envelope.from_bytes(raw).record_id != response.record_id:
             raise VerificationError("acknowledgement names another record")
         return self._placed(response.record_id, response.index, response.height, checkpoint)

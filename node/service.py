@@ -161,22 +161,28 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             envelope = self._accept(request.envelope, who)
         except SubmitRefused as exc:
             _abort(context, exc.code, exc.message)
-        answer = self._await_group([(started, envelope, request.envelope)], timeout)
+        answer, _ = self._await_group([(started, envelope, request.envelope)], timeout,
+                                      request.trusted_size)
         placed = answer.placements[0]
         if placed.status:
             _abort(context, status_code(placed.status), placed.error)
         return node_pb2.SubmitResponse(record_id=placed.record_id, index=placed.index,
-                                       height=placed.height, checkpoint=answer.checkpoint)
+                                       height=placed.height, checkpoint=answer.checkpoint,
+                                       consistency_from=answer.consistency_from,
+                                       consistency_proof=answer.consistency_proof)
 
     def SubmitStream(self, request_iterator: Iterator[node_pb2.SubmitRequest],
                      context: grpc.ServicerContext) -> Iterator[node_pb2.SubmitResponse]:
         """Admit records as they arrive; answer in groups, each once its records are final."""
         who = self._identity(context)
         pending: queue.Queue[list[_Item] | None] = queue.Queue(maxsize=1024)
+        proven = [0]  # the tree size the next answer's consistency proof starts from
 
         def read() -> None:
             try:
                 for request in request_iterator:
+                    if not proven[0]:  # until the first answer: the client's trusted size
+                        proven[0] = request.trusted_size
                     raws = list(request.envelopes) or [request.envelope]
                     started = time.monotonic()
                     pending.put([(started, self._try_accept(raw, who), raw) for raw in raws])
@@ -205,7 +211,10 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
                         open_ = False
                     else:
                         waiting.extend(group)
-                yield self._await_group(self._ready_prefix(waiting), STREAM_TIMEOUT_S)
+                answer, size = self._await_group(self._ready_prefix(waiting),
+                                                 STREAM_TIMEOUT_S, proven[0])
+                proven[0] = size or proven[0]
+                yield answer
         finally:  # a client that went away: nobody waits for its records any more
             for _, item, _ in waiting:
                 if isinstance(item, Envelope):
@@ -233,8 +242,12 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
         except SubmitRefused as exc:
             return exc
 
-    def _await_group(self, group: list[_Item], timeout: float) -> node_pb2.SubmitResponse:
-        """Wait for every accepted record of ``group``, then for one final checkpoint."""
+    def _await_group(self, group: list[_Item], timeout: float, since: int = 0
+                     ) -> tuple[node_pb2.SubmitResponse, int]:
+        """Wait for every accepted record of ``group``, then for one final checkpoint;
+        the answer and that checkpoint's tree size (0: none). The answer carries the
+        consistency proof from tree size ``since`` (the client's trusted one, as far as
+        this node knows) when it is below the checkpoint's."""
         node = self.node
         deadline = time.monotonic() + timeout
         placements: list[node_pb2.Placement] = []
@@ -264,19 +277,24 @@ class LedgerService(node_pb2_grpc.LedgerServicer):
             placements.append(placement)
             placed.append((started, placement))
         if not placed:
-            return node_pb2.SubmitResponse(placements=placements)
+            return node_pb2.SubmitResponse(placements=placements), 0
         top = max(p.index for _, p in placed)
         final = node.checkpoints.wait_final(top + 1, max(0.0, deadline - time.monotonic()))
         if final is None:
             for _, p in placed:
                 p.CopyFrom(_unavailable(p.record_id, f"committed at index {p.index} but no"
                                         " final checkpoint yet; fetch its receipt later"))
-            return node_pb2.SubmitResponse(placements=placements)
+            return node_pb2.SubmitResponse(placements=placements), 0
         now = time.monotonic()
         for started, _ in placed:
             node.metrics.commit_latency.observe(now - started)
-        return node_pb2.SubmitResponse(placements=placements, checkpoint=final[1],
-                                       height=max(p.height for _, p in placed))
+        size, note = final
+        answer = node_pb2.SubmitResponse(placements=placements, checkpoint=note,
+                                         height=max(p.height for _, p in placed))
+        if 0 < since < size:
+            answer.consistency_from = since
+            answer.consistency_proof.extend(node.ledger.consistency_proof(since, size))
+        return answer, size
 
     # --- reads -------------------------------------------------------------------------
 

@@ -7,26 +7,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("envelope", "envelopes")
+    __slots__ = ("envelope", "envelopes", "trusted_size")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_SIZE_FIELD_NUMBER: _ClassVar[int]
     envelope: bytes
     envelopes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, envelope: _Optional[bytes] = ..., envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    trusted_size: int
+    def __init__(self, envelope: _Optional[bytes] = ..., envelopes: _Optional[_Iterable[bytes]] = ..., trusted_size: _Optional[int] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("record_id", "index", "checkpoint", "height", "placements")
+    __slots__ = ("record_id", "index", "checkpoint", "height", "placements", "consistency_from", "consistency_proof")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FROM_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_PROOF_FIELD_NUMBER: _ClassVar[int]
     record_id: bytes
     index: int
     checkpoint: bytes
     height: int
     placements: _containers.RepeatedCompositeFieldContainer[Placement]
-    def __init__(self, record_id: _Optional[bytes] = ..., index: _Optional[int] = ..., checkpoint: _Optional[bytes] = ..., height: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ...) -> None: ...
+    consistency_from: int
+    consistency_proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, record_id: _Optional[bytes] = ..., index: _Optional[int] = ..., checkpoint: _Optional[bytes] = ..., height: _Optional[int] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., consistency_from: _Optional[int] = ..., consistency_proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("record_id", "index", "height", "status", "error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -30,6 +31,8 @@ class LyingLedger(node_pb2_grpc.LedgerServicer):
         self.up = upstream
         self.mode = mode
         self.forged_checkpoint = forged_checkpoint
+        self.proof_calls = 0
+        self.answers: list[tuple[int, int]] = []  # SubmitStream: (consistency_from, hashes)
 
     def GetReceipt(self, request: Any, context: Any) -> Any:
         response = self.up.GetReceipt(request)
@@ -47,12 +50,29 @@ class LyingLedger(node_pb2_grpc.LedgerServicer):
         return self.up.GetCheckpoint(request)
 
     def GetConsistencyProof(self, request: Any, context: Any) -> Any:
+        self.proof_calls += 1
         if self.mode == "fork":  # the best a liar can do: hashes that prove nothing
             return node_pb2.ConsistencyResponse(hashes=[bytes([i]) * 32 for i in range(4)])
         return self.up.GetConsistencyProof(request)
 
     def Submit(self, request: Any, context: Any) -> Any:
-        return self.up.Submit(request)
+        response = self.up.Submit(request)
+        if self.mode == "carried-proof" and response.consistency_proof:
+            _flip_first(response.consistency_proof)
+        return response
+
+    def SubmitStream(self, request_iterator: Any, context: Any) -> Any:
+        for response in self.up.SubmitStream(request_iterator):
+            self.answers.append((response.consistency_from, len(response.consistency_proof)))
+            if self.mode == "carried-proof" and response.consistency_proof:
+                _flip_first(response.consistency_proof)
+            yield response
+
+
+def _flip_first(hashes: Any) -> None:
+    first = bytearray(hashes[0])
+    first[0] ^= 1
+    hashes[0] = bytes(first)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +85,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-def _liar(cluster: Cluster, mode: str, forged: bytes = b"") -> tuple[grpc.Server, str]:
-    """Serve ``LIAR``'s pinned identity (its stolen key) on a new port, lying per ``mode``."""
+def _liar(cluster: Cluster, mode: str, forged: bytes = b"", servicer: list[LyingLedger] | None
+          = None) -> tuple[grpc.Server, str]:
+    """Serve ``LIAR``'s pinned identity (its stolen key) on a new port, lying per ``mode``
+    (appended to ``servicer`` if given, for its counters)."""
     keys = cluster.node(LIAR).config_path.parent / "keys"
     genesis = Genesis.from_bytes(cluster.net.genesis_path.read_bytes())
     upstream_client = cluster.client("tax-agency", via=LIAR)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    node_pb2_grpc.add_LedgerServicer_to_server(
-        LyingLedger(upstream_client._stub, mode, forged), server)
+    lying = LyingLedger(upstream_client._stub, mode, forged)
+    if servicer is not None:
+        servicer.append(lying)
+    node_pb2_grpc.add_LedgerServicer_to_server(lying, server)
     creds = server_credentials((keys / "node.crt").read_bytes(), (keys / "node.key").read_bytes(),
                                genesis_all_pems(genesis))
     address = f"127.0.0.1:{free_port_range(1)}"
@@ -135,3 +159,65 @@ def honest_note(cluster: Cluster) -> bytes:
         honest.checkpoint()
         assert honest._trusted is not None
         return honest._trusted[1]
+
+
+def _submit_in_rounds(cluster: Cluster, client: LedgerClient, rounds: int) -> list[int]:
+    """One record per stream message, each sent once the previous one is acknowledged, so
+    every answer carries a newer checkpoint; the sizes the client trusted after each."""
+    sizes: list[int] = []
+    acked, done = threading.Event(), threading.Event()
+
+    def records() -> Iterator[Any]:
+        for i in range(rounds):
+            if done.is_set():
+                return
+            yield cluster.record("tax-agency", 1000 + i)
+            acked.wait(30)
+            acked.clear()
+
+    try:
+        for _ in client.submit_many(records(), linger=0.0):
+            assert client._trusted is not None
+            sizes.append(client._trusted[0].size)
+            acked.set()
+    finally:
+        done.set()
+        acked.set()
+    return sizes
+
+
+def test_submit_answers_carry_their_consistency_proof(cluster: Cluster) -> None:
+    """A client with a trusted checkpoint needs no GetConsistencyProof call per answer: each
+    answer proves itself consistent with the previous one (and the first with the
+    checkpoint the client named), and the client verifies that proof."""
+    lying: list[LyingLedger] = []
+    server, address = _liar(cluster, "honest", servicer=lying)
+    try:
+        with _client(cluster, address) as client:
+            client._advance(honest_note(cluster))
+            assert client._trusted is not None
+            start = client._trusted[0].size
+            sizes = _submit_in_rounds(cluster, client, 3)
+            single = client.submit(cluster.record("tax-agency", 2000))
+        assert sizes[0] > start and sizes == sorted(set(sizes))
+        assert single.checkpoint.size > sizes[-1]
+        assert [f for f, _ in lying[0].answers] == [start, *sizes[:-1]]
+        assert all(n > 0 for _, n in lying[0].answers)
+        assert lying[0].proof_calls == 0
+    finally:
+        server.stop(None)
+
+
+@pytest.mark.parametrize("how", ["stream", "single"])
+def test_forged_carried_consistency_proof_is_detected(cluster: Cluster, how: str) -> None:
+    server, address = _liar(cluster, "carried-proof")
+    try:
+        with _client(cluster, address) as client:
+            client._advance(honest_note(cluster))
+            with pytest.raises(ForkDetected, match="not consistent"):
+                if how == "stream":
+                    _submit_in_rounds(cluster, client, 2)
+                else:
+                    client.submit(cluster.record("tax-agency", 3000))
+    finally:
+        server.stop(None)
