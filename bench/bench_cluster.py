@@ -207,7 +207,8 @@ def scrape(metrics_address: str) -> dict[str, float]:
               "shadowledger_commit_latency_seconds_sum",
               "shadowledger_commit_latency_seconds_count", "shadowledger_mempool_records",
               "shadowledger_record_signature_checks_total",
-              "shadowledger_consensus_extra_rounds_total")
+              "shadowledger_consensus_extra_rounds_total", "shadowledger_gossip_messages_sent",
+              "shadowledger_gossip_batches_merged")
     try:
         with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as r:
             text = r.read().decode()

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
                 write_s = _delta(after, before, "shadowledger_block_write_seconds_sum")
                 records = _delta(after, before, "shadowledger_records_committed_total")
                 checks = _delta(after, before, "shadowledger_record_signature_checks_total")
+                gossips = _delta(after, before, "shadowledger_gossip_messages_sent")
+                merged = _delta(after, before, "shadowledger_gossip_batches_merged")
                 print(json.dumps({
                     "phase": name, "records_per_s": round(stats.throughput),
                     "p50_ms": round(stats.p50_ms), "p99_ms": round(stats.p99_ms),
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
                     "records_per_block": round(records / blocks) if blocks else None,
                     "block_write_ms": round(1000 * write_s / blocks, 1) if blocks else None,
                     "checks_per_record": round(checks / records, 2) if records else None,
+                    "gossip_messages_per_s": round(gossips / (args.duration + 1)),
+                    "gossip_batches_merged_per_s": round(merged / (args.duration + 1)),
                     "extra_rounds": _delta(after, before,
                                            "shadowledger_consensus_extra_rounds_total"),
                     "node_cores": round(sum(v for n, v in cpu.items() if n in pids), 2),
