@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ class StorageConfig:
 
     Each block inserts its record ids at random places of an index, touching up to one
     page per record: trimming often keeps that from piling up between trims."""
+    trim_interval_s: float = 1.0
+    """... or at the first write this long after the last trim (when ``trim_every`` is
+    not 0). The pages touched between trims grow with the records written meanwhile, so a
+    count of writes alone lets them pile up when blocks are large and few."""
     readonly: bool = False
     """Open without writing (explorers, exports and backups of a live store, checks of a
     copy): nothing is created or written, and the store must already exist. LMDB still
@@ -104,6 +109,7 @@ class Storage:
         # publishing its size) would publish that thread's uncommitted appends.
         self._write_lock = threading.RLock()
         self._writes = 0
+        self._trimmed_at = time.monotonic()
         self._check_layout()
 
     def _check_layout(self) -> None:
@@ -169,7 +175,9 @@ class Storage:
         for hook in self._commit_hooks:
             hook()
         self._writes += 1
-        if self.config.trim_every and self._writes % self.config.trim_every == 0:
+        if self.config.trim_every and (
+                self._writes % self.config.trim_every == 0
+                or time.monotonic() - self._trimmed_at >= self.config.trim_interval_s):
             self.trim_resident()
 
     def trim_resident(self) -> int:
@@ -181,6 +189,7 @@ class Storage:
         file, so dropping them is safe: the next access faults them back from the page
         cache. This keeps a node's memory flat however large its ledger grows.
         """
+        self._trimmed_at = time.monotonic()
         return _madvise_dontneed(self.path / "data.mdb")
 
     @contextmanager
