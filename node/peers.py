@@ -58,8 +58,9 @@ class PeerLink:
         self._stopped = threading.Event()
         self.connected = False
         self.dropped = 0
-        self.merged = 0
         self.bulk_sent = 0
+        """Bulk messages handed to gRPC (each possibly several merged)."""
+        self.merged = 0
         """Bulk messages sent inside an earlier one (``_take_bulk``)."""
         self._channel: grpc.Channel | None = None
         self._thread = threading.Thread(target=self._run, name=f"peer-{peer.name}", daemon=True)
