@@ -1,0 +1,101 @@
+"""LMDB pages a validator maps per block, as its ledger grows (Linux only).
+
+    python -m bench --only pages
+
+A node reads LMDB through a read-only map, so every page it reads stays in its resident
+set until ``Storage.trim_resident`` drops it. On Linux a page fault on a file mapping also
+maps up to 15 neighbouring pages already in the page cache ("fault-around"; LMDB's
+MADV_RANDOM does not turn it off), so random reads map far more pages than they read.
+
+Blocks of signed anchors go through one validator's steps (as in
+``bench/validator_pipeline.py``): gossip admission, the block's id lookups alone,
+validation, commit. Before each step the map is trimmed; after it, the data file's
+resident pages are counted (/proc/self/smaps). Rows every few blocks: pages mapped per
+step against the id index's leaf pages, as the ledger grows.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ledger.blocks import build_block
+from ledger.genesis import genesis_hash
+from ledger.ledger_store import Ledger
+from ledger.limits import Limits
+from ledger.policy import PolicyBook
+from ledger.records import Envelope
+from ledger.storage import Storage, StorageConfig
+from node.app import BlockPolicy, LedgerApp
+from node.mempool import Mempool, MempoolConfig
+from tests.ledger.policy_helpers import GENESIS, NET, RULES, anchor
+
+SMAPS = Path("/proc/self/smaps")
+
+
+def mapped_pages(path: Path) -> int:
+    """4 KiB pages of ``path`` resident in this process's mappings."""
+    target, total, current = str(path.resolve()), 0, ""
+    for line in SMAPS.read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            current = fields[-1]
+        elif fields and fields[0] == "Rss:" and current == target:
+            total += int(fields[1])
+    return total // 4
+
+
+def run(quick: bool = False) -> None:
+    if not SMAPS.exists():
+        print(json.dumps({"bench": "pages", "skipped": "needs Linux /proc/self/smaps"}))
+        return
+    per_block, blocks = (200, 6) if quick else (1000, 60)
+    every = max(1, blocks // 6)
+    authors = ("tax", "social", "health")
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
+        storage = Storage(tmp, StorageConfig(map_size=4 << 30, trim_every=0))
+        data = Path(tmp) / "data.mdb"
+        ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
+        mempool = Mempool(NET, RULES.keyring, Limits(), MempoolConfig(), ledger.index_of,
+                          ledger.indices_of)
+        clock = [10_000]
+        app = LedgerApp(ledger, mempool, NET, b"\0" * 32, BlockPolicy(idle_block_interval_ms=0),
+                        Limits(), PolicyBook(ledger, RULES), clock_ms=lambda: clock[0])
+
+        def step(fn: Callable[..., Any], *args: Any) -> tuple[int, Any]:
+            storage.trim_resident()
+            result = fn(*args)
+            return mapped_pages(data), result
+
+        for b in range(blocks):
+            raws = [anchor(authors[i % 3]).raw for i in range(per_block)]
+            ids = [Envelope.from_bytes(r).record_id for r in raws]
+            lookups, _ = step(ledger.indices_of, ids)
+            gossip, _ = step(mempool.add_gossiped, raws)
+            tip = app._tip
+            block = build_block(NET, tip.header, tip.hash, raws, tip.frontier.copy(), clock[0],
+                                b"\0" * 32)
+            raw_block, height = block.to_bytes(), block.header.height
+            validate, valid = step(app.validate_block, height, raw_block)
+            if not valid:
+                raise SystemExit("block refused")
+            app.decided(height, block.hash, raw_block)
+            commit, _ = step(app.commit_staged, height, b"cert")
+            clock[0] += 1
+            if b % every == 0 or b == blocks - 1:
+                with storage.read() as txn:
+                    leaves = txn.stat(db=ledger._db[b"record_ids"])["leaf_pages"]
+                print(json.dumps({
+                    "bench": "pages.per_block", "records_per_block": per_block,
+                    "ledger_records": ledger.tree.size, "id_index_leaf_pages": leaves,
+                    "mapped_pages": {"id_lookups": lookups, "gossip_admission": gossip,
+                                     "validate": validate, "commit": commit},
+                }), flush=True)
+        storage.close()
+
+
+if __name__ == "__main__":
+    run()
