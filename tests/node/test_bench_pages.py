@@ -16,7 +16,7 @@ def test_pages_bench_reports_mapped_pages_per_step(capsys: pytest.CaptureFixture
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["bench"] for r in rows] == ["pages.per_block"] * len(rows) and len(rows) >= 3
     sizes = [r["ledger_records"] for r in rows]
-    assert sizes == sorted(sizes) and sizes[-1] == 6 * 200
+    assert sizes == sorted(sizes) and sizes[-1] == 5 * 200
     for row in rows:
         pages = row["mapped_pages"]
         assert set(pages) == {"id_lookups", "gossip_admission", "validate", "commit"}
