@@ -236,7 +236,12 @@ def test_restart_and_late_joiner_reach_the_same_policy_state(cluster: Cluster) -
     agreements = states[TAX][1]
     assert len(agreements) >= 5
     assert any(revoked for _, revoked, _ in agreements)
-    assert '"state_sync": true' in (late.parent / "node.log").read_text()
+    # The catch-up logs once it has handed over to consensus (``restart_at_head`` on the
+    # consensus thread), which can come after the node already serves the synced state.
+    log, deadline = late.parent / "node.log", time.monotonic() + 30
+    while '"state_sync": true' not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert '"state_sync": true' in log.read_text()
     # And the late joiner enforces it like everyone: a revoked agreement stays revoked.
     revoked = next(a for a, r, _ in agreements if r)
     with cluster.client(STATS) as client, pytest.raises(ApiError) as err:
