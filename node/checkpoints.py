@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ledger.checkpoint import Checkpoint
+from ledger.checkpoint import Checkpoint, checkpoint_note
 from ledger.errors import LedgerError
 from ledger.keys import SigningKey, VerifierKey
 from ledger.ledger_store import Ledger
 from ledger.membership import Membership
-from ledger.note import Note, NoteSignature, signature_for
+from ledger.note import NoteSignature, signature_for
 from node.peers import PeerNetwork
 from proto import node_pb2
 
@@ -33,7 +33,7 @@ MAX_PENDING_SIZES = 64
 """Signatures for sizes this node has not reached yet are kept for this many sizes."""
 MAX_PENDING_LINES = 256
 """... and at most this many lines per size (their signers are checked on arrival)."""
-_CACHED_TEXTS = 8
+_CACHED_CHECKPOINTS = 8
 
 
 class CheckpointCollector:
@@ -64,7 +64,7 @@ class CheckpointCollector:
         the driver's next idle moment) instead of in a durable write of their own."""
         self._unwritten: dict[int, bytes] = {}
         self._unwritten_since = 0.0
-        self._texts: dict[int, str] = {}
+        self._checkpoints: dict[int, Checkpoint] = {}
 
     def signers(self, size: int) -> tuple[dict[tuple[str, bytes], VerifierKey], int]:
         """The validator keys (by note key name and id) that sign ``size``, and how many
@@ -82,18 +82,18 @@ class CheckpointCollector:
         return next((k for k in self.keys
                      if (k.verifier.name, k.verifier.key_id) in by_id), None)
 
-    def _checkpoint_text(self, size: int) -> str:
-        """The checkpoint body of ``size`` (a size this tree has reached, so its root never
-        changes). Cached for the last few sizes: each height's own line and the 3 peers'
-        lines all need it, and the root is read from the tree store."""
-        text = self._texts.get(size)
-        if text is None:
-            text = Checkpoint(self.network, size, self.ledger.tree.root(size)).to_text()
+    def _checkpoint(self, size: int) -> Checkpoint:
+        """The checkpoint of ``size`` (a size this tree has reached, so its root never
+        changes). Cached for the last few sizes: each height's own line, the 3 peers'
+        lines and the note all need it, and the root is read from the tree store."""
+        checkpoint = self._checkpoints.get(size)
+        if checkpoint is None:
+            checkpoint = Checkpoint(self.network, size, self.ledger.tree.root(size))
             with self._cond:
-                self._texts[size] = text
-                while len(self._texts) > _CACHED_TEXTS:
-                    del self._texts[min(self._texts)]
-        return text
+                self._checkpoints[size] = checkpoint
+                while len(self._checkpoints) > _CACHED_CHECKPOINTS:
+                    del self._checkpoints[min(self._checkpoints)]
+        return checkpoint
 
     def sign_and_share(self, size: int) -> None:
         """Called by the consensus thread after committing the block that ends at ``size``."""
@@ -104,7 +104,7 @@ class CheckpointCollector:
                  != self._for_size(self.ledger.tree.size + 1).hash)
         key = None if stale else self._my_key(size)
         if key is not None:
-            line = signature_for(self._checkpoint_text(size), key).to_line()
+            line = signature_for(self._checkpoint(size).to_text(), key).to_line()
             self.add(size, line)
             msg = node_pb2.CheckpointSignature(tree_size=size, signature_line=line)
             self.peers.broadcast(node_pb2.PeerMessage(checkpoint_signature=msg))
@@ -132,7 +132,7 @@ class CheckpointCollector:
         key = by_id.get((sig.name, sig.key_id))
         if key is None:
             return False
-        if not key.verify(self._checkpoint_text(size).encode(), sig.signature):
+        if not key.verify(self._checkpoint(size).to_text().encode(), sig.signature):
             self.log.warning("bad checkpoint signature", validator=key.name, size=size)
             return False
         with self._cond:
@@ -167,8 +167,7 @@ class CheckpointCollector:
         an unwritten note from memory (``note``, ``latest``); a crash loses at most notes
         that the other validators store too, and the next block brings a newer one. The
         note of an adoption's tree size is written at once (``_hands_over``)."""
-        signed = tuple(sorted(sigs, key=lambda s: s.name))
-        note = Note(self._checkpoint_text(size), signed).to_bytes()
+        note = checkpoint_note(self._checkpoint(size), sorted(sigs, key=lambda s: s.name))
         with self._cond:
             if size >= self.final_size:
                 self.final_size = size

@@ -272,6 +272,10 @@ class LedgerClient:
     def trusted_checkpoint(self) -> Checkpoint | None:
         return None if self._trusted is None else self._trusted[0]
 
+    def _trusted_size(self) -> int:
+        """Told to the node on submits, so its answer proves consistency from there."""
+        return 0 if self._trusted is None else self._trusted[0].size
+
     def _call(self, method: Any, request: Any) -> Any:
         try:
             return method(request, timeout=self._timeout)
@@ -378,9 +382,8 @@ class LedgerClient:
 
     def submit(self, envelope: Envelope | bytes) -> Ack:
         raw = envelope.raw if isinstance(envelope, Envelope) else envelope
-        trusted = self._trusted[0].size if self._trusted is not None else 0
-        response = self._call(self._stub.Submit,
-                              node_pb2.SubmitRequest(envelope=raw, trusted_size=trusted))
+        response = self._call(self._stub.Submit, node_pb2.SubmitRequest(
+            envelope=raw, trusted_size=self._trusted_size()))
         return self._ack(raw, response)
 
     def submit_many(self, envelopes: Iterable[Envelope | bytes], batch: int = 256,
@@ -421,8 +424,7 @@ class LedgerClient:
                         break
                     out.append(raw)
                 raws.update(Envelope.from_bytes(raw).record_id for raw in out)
-                trusted = self._trusted[0].size if self._trusted is not None else 0
-                yield node_pb2.SubmitRequest(envelopes=out, trusted_size=trusted)
+                yield node_pb2.SubmitRequest(envelopes=out, trusted_size=self._trusted_size())
 
         threading.Thread(target=produce, name="submit-source", daemon=True).start()
 
