@@ -23,16 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ledger.blocks import build_block
-from ledger.genesis import genesis_hash
-from ledger.ledger_store import Ledger
-from ledger.limits import Limits
-from ledger.policy import PolicyBook
+from bench.validator_pipeline import next_block, validator
 from ledger.records import Envelope
-from ledger.storage import Storage, StorageConfig
-from node.app import BlockPolicy, LedgerApp
-from node.mempool import Mempool, MempoolConfig
-from tests.ledger.policy_helpers import GENESIS, NET, RULES, anchor
+from ledger.storage import StorageConfig
+from tests.ledger.policy_helpers import anchor
 
 SMAPS = Path("/proc/self/smaps")
 
@@ -57,14 +51,9 @@ def run(quick: bool = False) -> None:
     every = max(1, blocks // 6)
     authors = ("tax", "social", "health")
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
-        storage = Storage(tmp, StorageConfig(map_size=4 << 30, trim_every=0))
+        storage, ledger, mempool, app, clock = validator(
+            tmp, StorageConfig(map_size=4 << 30, trim_every=0))
         data = Path(tmp) / "data.mdb"
-        ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
-        mempool = Mempool(NET, RULES.keyring, Limits(), MempoolConfig(), ledger.index_of,
-                          ledger.indices_of)
-        clock = [10_000]
-        app = LedgerApp(ledger, mempool, NET, b"\0" * 32, BlockPolicy(idle_block_interval_ms=0),
-                        Limits(), PolicyBook(ledger, RULES), clock_ms=lambda: clock[0])
 
         def step(fn: Callable[..., Any], *args: Any) -> tuple[int, Any]:
             storage.trim_resident()
@@ -77,9 +66,7 @@ def run(quick: bool = False) -> None:
             before = ledger.tree.size
             lookups, _ = step(ledger.indices_of, ids)
             gossip, _ = step(mempool.add_gossiped, raws)
-            tip = app._tip
-            block = build_block(NET, tip.header, tip.hash, raws, tip.frontier.copy(), clock[0],
-                                b"\0" * 32)
+            block = next_block(app, raws, clock[0])
             raw_block, height = block.to_bytes(), block.header.height
             validate, valid = step(app.validate_block, height, raw_block)
             if not valid:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Any
 
-from ledger.blocks import build_block
+from ledger.blocks import Block, build_block
 from ledger.genesis import genesis_hash
 from ledger.ledger_store import Ledger
 from ledger.limits import Limits
@@ -38,6 +38,28 @@ def _gossip(mempool: Any, raws: list[bytes]) -> None:
             mempool.add(raw)
 
 
+def validator(path: str, config: StorageConfig
+              ) -> tuple[Storage, Ledger, Mempool, LedgerApp, list[int]]:
+    """One validator in process over a fresh store at ``path``: its storage, ledger,
+    mempool, app, and the app's clock (ms, a list to move it by)."""
+    storage = Storage(path, config)
+    ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
+    lookups = [ledger.indices_of] if hasattr(ledger, "indices_of") else []
+    mempool = Mempool(NET, RULES.keyring, Limits(), MempoolConfig(), ledger.index_of,
+                      *lookups)
+    clock = [10_000]
+    app = LedgerApp(ledger, mempool, NET, b"\0" * 32, BlockPolicy(idle_block_interval_ms=0),
+                    Limits(), PolicyBook(ledger, RULES), clock_ms=lambda: clock[0])
+    return storage, ledger, mempool, app, clock
+
+
+def next_block(app: LedgerApp, raws: list[bytes], time_ms: int) -> Block:
+    """The block of ``raws`` on ``app``'s tip, as a proposer would build it."""
+    tip = app._tip
+    return build_block(NET, tip.header, tip.hash, raws, tip.frontier.copy(), time_ms,
+                       b"\0" * 32)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,14 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = dict.fromkeys(("gossip_before_block", "validate", "decided", "commit",
                            "gossip_after_block"), 0.0)
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        storage = Storage(tmp, StorageConfig(map_size=1 << 30))
-        ledger = Ledger(storage, genesis_hash(GENESIS.to_bytes()))
-        lookups = [ledger.indices_of] if hasattr(ledger, "indices_of") else []
-        mempool = Mempool(NET, RULES.keyring, Limits(), MempoolConfig(), ledger.index_of,
-                          *lookups)
-        clock = [10_000]
-        app = LedgerApp(ledger, mempool, NET, b"\0" * 32, BlockPolicy(idle_block_interval_ms=0),
-                        Limits(), PolicyBook(ledger, RULES), clock_ms=lambda: clock[0])
+        storage, _, mempool, app, clock = validator(tmp, StorageConfig(map_size=1 << 30))
         authors = ("tax", "social", "health")
         blocks = [[anchor(authors[i % 3]).raw for i in range(n)] for _ in range(args.blocks)]
         cpu = time.process_time
@@ -63,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             t = cpu()
             _gossip(mempool, raws[:half])
             steps["gossip_before_block"] += (cpu() - t) / half
-            tip = app._tip
-            block = build_block(NET, tip.header, tip.hash, raws, tip.frontier.copy(), clock[0],
-                                b"\0" * 32)
+            block = next_block(app, raws, clock[0])
             data, height = block.to_bytes(), block.header.height
             t = cpu()
             if not app.validate_block(height, data):

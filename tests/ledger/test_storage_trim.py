@@ -7,20 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.bench_pages import SMAPS, mapped_pages
 from ledger import storage as storage_module
 from ledger.storage import Storage, StorageConfig
-
-
-def _resident_mib(path: Path) -> float:
-    """This process's resident pages of ``path``'s mappings (Linux smaps), in MiB."""
-    total, current = 0, ""
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        fields = line.split()
-        if fields and "-" in fields[0] and not fields[0].endswith(":"):
-            current = fields[-1]
-        elif fields and fields[0] == "Rss:" and current == str(path.resolve()):
-            total += int(fields[1])
-    return total / 1024
 
 
 def _fill(store: Storage, transactions: int, per_txn: int = 2000) -> None:
@@ -30,16 +19,16 @@ def _fill(store: Storage, transactions: int, per_txn: int = 2000) -> None:
                 txn.put(os.urandom(32), os.urandom(200))
 
 
-@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux smaps")
+@pytest.mark.skipif(not SMAPS.exists(), reason="reads Linux smaps")
 def test_trim_drops_the_data_files_resident_pages(tmp_path: Path) -> None:
     with Storage(tmp_path, StorageConfig(trim_every=0)) as store:
         _fill(store, 10)
         with store.read() as txn:
             assert sum(1 for _ in txn.cursor()) >= 20_000  # every page read once
-        before = _resident_mib(tmp_path / "data.mdb")
-        assert before > 4
+        before = mapped_pages(tmp_path / "data.mdb")
+        assert before > 1024  # 4 MiB
         assert store.trim_resident() > 0
-        assert _resident_mib(tmp_path / "data.mdb") < 0.5
+        assert mapped_pages(tmp_path / "data.mdb") < 128  # 0.5 MiB
         with store.read() as txn:  # the data is still there, read back from the file
             assert sum(1 for _ in txn.cursor()) >= 20_000
 
